@@ -40,7 +40,7 @@ var allowed = map[string][]string{
 	"ingest":                {"wire", "status", "clock", "telemetry", "proto/..."},
 	"monitor/...":           {"monitor", "detector", "probe", "ingest", "condition", "status", "clock", "store", "telemetry", "internal/backoff", "wire"},
 	"store":                 {"status"},
-	"store/...":             {"store", "status", "monitor"},
+	"store/...":             {"store", "status"},
 	"telemetry":             {"status"},
 	"config":                {"monitor", "condition", "status", "probe", "detector", "ingest", "wire"},
 	"api":                   {"monitor", "status", "proto/...", "store", "ingest", "health"},

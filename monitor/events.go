@@ -1,0 +1,176 @@
+package monitor
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+// eventRing keeps the most recent events in memory so watchers can catch up
+// without the store, and resume after a short disconnect.
+type eventRing struct {
+	buf []Event
+}
+
+func newEventRing(n int) *eventRing { return &eventRing{buf: make([]Event, n)} }
+
+func (r *eventRing) put(e Event) { r.buf[e.Seq%uint64(len(r.buf))] = e }
+
+// since appends the events after seq up to last, or reports that some of
+// them have already been overwritten.
+func (r *eventRing) since(seq, last uint64, dst []Event, limit int) ([]Event, bool) {
+	n := uint64(len(r.buf))
+	if last > n && seq < last-n {
+		return dst, false
+	}
+	for s := seq + 1; s <= last && len(dst) < limit; s++ {
+		dst = append(dst, r.buf[s%n])
+	}
+	return dst, true
+}
+
+// emitLocked assigns the next sequence number, records the event in the
+// ring, queues it for the store, logs it and wakes watchers. It never
+// blocks: a full store queue counts a drop.
+func (m *Monitor) emitLocked(e Event, now time.Duration) {
+	m.seq++
+	e.Seq = m.seq
+	e.Time = m.wall(now)
+	if e.Time.IsZero() {
+		e.Time = m.origin.Round(0)
+	}
+	m.ring.put(e)
+	if !m.closed {
+		select {
+		case m.persistQ <- e:
+		default:
+			m.hooks.EventsDropped(1)
+		}
+	}
+	if e.Instance != "" {
+		lvl := m.log.Info
+		if e.To == Down.String() || e.To == Suspect.String() {
+			lvl = m.log.Warn
+		}
+		lvl("transition", "service", e.Service, "instance", e.Instance, "zone", e.Zone,
+			"from", e.From, "to", e.To, "source", e.Source, "reason", e.Reason, "trace_id", e.TraceID, "seq", e.Seq)
+	}
+	for w := range m.watchers {
+		w.notify()
+	}
+}
+
+// LastSeq returns the sequence number of the newest event.
+func (m *Monitor) LastSeq() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seq
+}
+
+// ErrGap is returned when a watcher asks for events older than the memory
+// buffer holds; it must read them from the store (or re-list).
+var ErrGap = errors.New("monitor: events no longer in memory")
+
+// ErrClosed is returned by a watcher once the monitor stopped.
+var ErrClosed = errors.New("monitor: closed")
+
+// Watcher follows events. Its channel has a buffer of one and only says
+// "there is news": a slow reader never blocks the monitor, and catches up
+// by reading every event after its cursor with Next.
+type Watcher struct {
+	m      *Monitor
+	ch     chan struct{}
+	cursor uint64
+	closed bool
+	once   sync.Once
+}
+
+// Watch returns a watcher positioned after sequence number after (0: from
+// the oldest event in memory; LastSeq(): only new events).
+func (m *Monitor) Watch(after uint64) *Watcher {
+	w := &Watcher{m: m, ch: make(chan struct{}, 1), cursor: after}
+	m.mu.Lock()
+	if m.closed {
+		w.closeLocked()
+	} else {
+		m.watchers[w] = struct{}{}
+		if m.seq > after {
+			w.notify()
+		}
+	}
+	m.mu.Unlock()
+	return w
+}
+
+// C is signalled when events newer than the cursor may exist; it is closed
+// when the monitor stops.
+func (w *Watcher) C() <-chan struct{} { return w.ch }
+
+// notify is called with the monitor's lock held.
+func (w *Watcher) notify() {
+	if w.closed {
+		return
+	}
+	select {
+	case w.ch <- struct{}{}:
+	default:
+	}
+}
+
+// Next appends up to limit events after the cursor to dst and advances the
+// cursor. It returns ErrGap if the cursor fell out of memory (the cursor is
+// then moved to the oldest event still held; the caller decides whether to
+// fill the gap from the store) and ErrClosed after the monitor stopped and
+// every event was read.
+func (w *Watcher) Next(dst []Event, limit int) ([]Event, error) {
+	m := w.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out, ok := m.ring.since(w.cursor, m.seq, dst, limit)
+	if !ok {
+		w.cursor = m.seq - uint64(len(m.ring.buf))
+		return dst, ErrGap
+	}
+	if n := len(out) - len(dst); n > 0 {
+		w.cursor = out[len(out)-1].Seq
+	}
+	if w.cursor < m.seq {
+		w.notify()
+	} else if w.closed {
+		return out, ErrClosed
+	}
+	return out, nil
+}
+
+// Cursor returns the sequence number of the last event delivered.
+func (w *Watcher) Cursor() uint64 {
+	w.m.mu.Lock()
+	defer w.m.mu.Unlock()
+	return w.cursor
+}
+
+// Close stops the watcher.
+func (w *Watcher) Close() {
+	w.m.mu.Lock()
+	defer w.m.mu.Unlock()
+	delete(w.m.watchers, w)
+	w.closeLocked()
+}
+
+func (w *Watcher) closeLocked() {
+	w.once.Do(func() {
+		w.closed = true
+		close(w.ch)
+	})
+}
+
+// Events returns up to limit events after seq from memory.
+func (m *Monitor) Events(after uint64, limit int) ([]Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out, ok := m.ring.since(after, m.seq, nil, limit)
+	if !ok {
+		return nil, ErrGap
+	}
+	return out, nil
+}

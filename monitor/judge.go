@@ -1,0 +1,460 @@
+package monitor
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/fb4b1dcc/pulse/ingest"
+	"github.com/fb4b1dcc/pulse/probe"
+	"github.com/fb4b1dcc/pulse/status"
+	"github.com/fb4b1dcc/pulse/wire"
+)
+
+// observeBeatLocked feeds one passive beat to its instance's detector.
+func (m *Monitor) observeBeatLocked(o *ingest.Observation) {
+	s := m.services[o.Service]
+	if s == nil || s.removed || !s.cfg.spec.Passive.Enabled {
+		m.dropped++
+		return
+	}
+	in := s.byName[o.Instance]
+	now := m.mono(o.ReceivedAt)
+	if in == nil {
+		if !s.cfg.spec.RegisterByBeats {
+			m.dropped++
+			return
+		}
+		in = m.newInstanceLocked(s, o.Instance, "", now)
+	}
+	var gap time.Duration
+	if in.lastBeat > 0 {
+		gap = now - in.lastBeat
+	}
+	restart := in.beats > 0 && o.Epoch != in.epoch
+	if restart {
+		in.passive.Restart(s.cfg.passive, now, o.RTT)
+	} else {
+		in.passive.Observe(s.cfg.passive, now, o.RTT)
+	}
+	if in.alt != nil {
+		if restart {
+			in.alt.Restart(now, o.RTT)
+		} else {
+			in.alt.Observe(now, o.RTT)
+		}
+	}
+	in.epoch = o.Epoch
+	in.beats++
+	in.lastBeat = now
+	in.rtt = o.RTT
+	in.transport = o.Transport
+	in.traceID = o.TraceParent.TraceID
+	statusChanged := in.beatStatus != o.Status || in.beatReason != o.Reason
+	in.beatStatus, in.beatReason = o.Status, o.Reason
+	s.hooks.Beat(o.Transport, o.RTT, gap, o.TraceParent.TraceID)
+
+	// Fast path: an alive instance beating healthily needs no judging; its
+	// wheel entry (lazy) will find the later deadline when it comes due.
+	if in.state == Alive && o.Status == status.Healthy && !statusChanged && in.wheelQueued {
+		return
+	}
+	if in.state == Down && o.Status != status.Unhealthy {
+		in.okStreak++
+	}
+	m.judgeLocked(in, now)
+}
+
+// observeProbeLocked records one probe result of module index i.
+func (m *Monitor) observeProbeLocked(in *instance, i int, r *probe.Result, now time.Duration) (retryIn time.Duration) {
+	if in.gone || i >= len(in.active) {
+		return 0
+	}
+	s := in.svc
+	a := &in.active[i]
+	a.last, a.lastAt = r, now
+	a.probes++
+	ok := r.Status == status.Healthy || r.Status == status.Degraded
+	if ok {
+		a.det.Observe(s.cfg.active[i], now, r.Latency)
+		a.fails = 0
+		a.oks++
+		a.succeeded = true
+		if in.state == Down {
+			in.okStreak++
+		}
+	} else {
+		a.fails++
+		a.oks = 0
+	}
+	if len(r.TraceID) == 32 {
+		decodeTraceID(&in.traceID, r.TraceID)
+	}
+	s.hooks.Probe(s.cfg.spec.Active[i].Name, r)
+	// Retry before counting a failure: a failed probe is retried sooner, so
+	// one lost packet or a stale pooled connection is not a suspicion.
+	if !ok && a.fails <= s.cfg.spec.Verdict.Retries {
+		iv := s.cfg.spec.Active[i].Interval
+		retryIn = min(max(iv/4, 100*time.Millisecond), time.Second)
+		a.retryAt = now + retryIn
+	} else {
+		a.retryAt = 0
+	}
+	m.judgeLocked(in, now)
+	return retryIn
+}
+
+// evidence summarises what the sources say about an instance now.
+type evidence struct {
+	failing    bool
+	degraded   bool
+	known      bool   // at least one source has answered
+	definitive bool   // the failure is certain (connection refused by the port)
+	source     string // passive, active:<module>, or combined
+	silence    time.Duration
+}
+
+// gather computes the evidence without allocating.
+func (m *Monitor) gather(in *instance, now time.Duration) evidence {
+	var ev evidence
+	s := in.svc
+	spec := &s.cfg.spec
+	lastOK := in.lastBeat
+	if spec.Passive.Enabled && (in.beats > 0 || in.static != nil) {
+		switch {
+		case in.beats == 0:
+			// Declared but never heard: suspicious only after the grace.
+			if now-in.registered > spec.Verdict.StartupGrace {
+				ev.failing, ev.source = true, "passive"
+			}
+		case m.passiveSuspect(in, now):
+			ev.failing, ev.source, ev.known = true, "passive", true
+		case in.beatStatus == status.Unhealthy && in.beatReason != wire.ReasonDraining:
+			ev.failing, ev.source, ev.known = true, "passive", true
+		case in.beatStatus == status.Degraded || in.beatReason == wire.ReasonDraining:
+			ev.degraded, ev.source, ev.known = true, "passive", true
+		default:
+			ev.known = true
+		}
+	}
+	for i := range in.active {
+		a := &in.active[i]
+		if a.lastAt > lastOK && a.fails == 0 {
+			lastOK = a.lastAt
+		}
+		if a.last == nil {
+			continue
+		}
+		ev.known = true
+		switch {
+		case a.fails > spec.Verdict.Retries:
+			if !ev.failing {
+				ev.source = "active:" + spec.Active[i].Name
+			}
+			ev.failing = true
+			if a.last.Class == status.ClassRefused && !a.last.Connected {
+				ev.definitive = true
+			}
+		case a.fails == 0 && a.last.Status == status.Degraded:
+			if !ev.failing && !ev.degraded {
+				ev.source = "active:" + spec.Active[i].Name
+			}
+			ev.degraded = true
+		}
+	}
+	if lastOK == 0 {
+		lastOK = in.registered
+	}
+	ev.silence = now - lastOK
+	return ev
+}
+
+func (m *Monitor) passiveSuspect(in *instance, now time.Duration) bool {
+	if in.alt != nil {
+		return in.alt.Suspect(now)
+	}
+	return in.passive.Suspect(in.svc.cfg.passive, now)
+}
+
+func (m *Monitor) passiveDeadline(in *instance) time.Duration {
+	if in.alt != nil {
+		return in.alt.Deadline()
+	}
+	return in.passive.Deadline(in.svc.cfg.passive)
+}
+
+// judgeLocked decides the instance's state now and schedules its next
+// visit. It is the whole state machine.
+func (m *Monitor) judgeLocked(in *instance, now time.Duration) {
+	if in.gone {
+		return
+	}
+	if in.removeAt > 0 && now >= in.removeAt {
+		m.transitionLocked(in, Left, "config", "removed from the configuration", now)
+		m.deleteInstanceLocked(in)
+		return
+	}
+	s := in.svc
+	v := &s.cfg.spec.Verdict
+	ev := m.gather(in, now)
+	next := now + time.Hour
+
+	switch {
+	case ev.failing:
+		in.okStreak = 0
+		switch in.state {
+		case Unknown, Alive, Degraded:
+			m.countFlapLocked(in, now)
+			m.transitionLocked(in, Suspect, ev.source, m.failReason(in, ev, now), now)
+			next = now + v.DownAfter
+		case Suspect:
+			if until := in.since + v.DownAfter; now < until {
+				next = until
+				break
+			}
+			next = m.confirmLocked(in, ev, now)
+		case Protected:
+			next = m.confirmLocked(in, ev, now)
+		case Down:
+		}
+	case !ev.known:
+		// Nothing heard yet: stay unknown; the grace ends a wait.
+		if in.state == Unknown {
+			next = in.registered + v.StartupGrace + m.opts.Tick
+		}
+	default:
+		next = m.recoverLocked(in, ev, now)
+	}
+
+	// Wake for the earliest thing that can change the verdict by itself.
+	if s.cfg.spec.Passive.Enabled && in.beats > 0 && !ev.failing {
+		if d := m.passiveDeadline(in); d < next {
+			next = d
+		}
+	}
+	if in.removeAt > 0 && in.removeAt < next {
+		next = in.removeAt
+	}
+	if next <= now {
+		next = now + m.opts.Tick
+	}
+	m.wheel.schedule(in, next)
+}
+
+// confirmLocked decides what a failing instance that waited down_after
+// becomes: down, or protected when protection holds, the ejection cap is
+// reached, or ejections are backing off. It returns the next visit.
+func (m *Monitor) confirmLocked(in *instance, ev evidence, now time.Duration) time.Duration {
+	s := in.svc
+	v := &s.cfg.spec.Verdict
+	p := &s.cfg.spec.Protection
+	recheck := now + max(time.Second, m.opts.Tick)
+
+	if now-m.startedAt < v.StartupGrace {
+		// The monitor itself just (re)started: it was away, not the fleet.
+		return m.startedAt + v.StartupGrace
+	}
+	if m.isolation.active {
+		m.protectLocked(in, "protection: the monitor's own connectivity check fails ("+m.isolation.reason+"); no down verdicts", now)
+		return recheck
+	}
+	if !p.Disabled {
+		if g := m.protectingGroup(in); g != nil && !m.overwhelmingLocked(in, g, ev, now) {
+			m.protectLocked(in, "protection: "+g.reason, now)
+			return recheck
+		}
+		capN := max(1, int(math.Floor(p.MaxEjection*float64(s.all.total))))
+		if s.downs >= capN {
+			if in.state != Protected {
+				m.hooks.EjectionCapped(s.name)
+			}
+			m.protectLocked(in, fmt.Sprintf("ejection cap: %d of %d instances already down (max %.0f%%)", s.downs, s.all.total, p.MaxEjection*100), now)
+			s.ejectBackoff = max(s.ejectBackoff, p.Backoff)
+			return recheck
+		}
+		if s.ejectBackoff > 0 && now < s.lastEject+s.ejectBackoff {
+			if in.state == Suspect {
+				m.protectLocked(in, fmt.Sprintf("ejections backing off: next allowed in %s", (s.lastEject+s.ejectBackoff-now).Round(time.Millisecond)), now)
+			}
+			return s.lastEject + s.ejectBackoff
+		}
+	}
+	reason := m.failReason(in, ev, now)
+	if in.state == Protected {
+		reason = "confirmed after protection: " + reason
+	}
+	m.transitionLocked(in, Down, ev.source, reason, now)
+	if s.ejectBackoff > 0 {
+		s.lastEject = now
+		s.ejectBackoff = min(2*s.ejectBackoff, p.BackoffMax)
+	}
+	return now + time.Hour
+}
+
+func (m *Monitor) protectLocked(in *instance, reason string, now time.Duration) {
+	if in.state == Protected && in.reason == reason {
+		return
+	}
+	if in.state == Protected {
+		in.reason = reason // same state, new reason: no event
+		return
+	}
+	m.transitionLocked(in, Protected, "protection", reason, now)
+}
+
+// recoverLocked handles an instance whose sources are satisfied (or only
+// degraded).
+func (m *Monitor) recoverLocked(in *instance, ev evidence, now time.Duration) time.Duration {
+	s := in.svc
+	v := &s.cfg.spec.Verdict
+	next := now + time.Hour
+	if in.state == Down {
+		if int(in.okStreak) < v.RecoverAfter {
+			return next // more good observations needed (hysteresis)
+		}
+	}
+	if held, until := m.flapHeld(in, now); held {
+		reason := fmt.Sprintf("flapping: penalty %.0f above %.0f; back in service when it decays below %.0f", m.flapPenalty(in, now), s.cfg.spec.Verdict.Flap.Suppress, s.cfg.spec.Verdict.Flap.Reuse)
+		if in.state != Degraded {
+			m.transitionLocked(in, Degraded, "combined", reason, now)
+		}
+		return until
+	}
+	if ev.degraded {
+		if in.state != Degraded || !strings.HasPrefix(in.reason, "degraded") {
+			m.transitionLocked(in, Degraded, ev.source, m.degradedReason(in, ev), now)
+		}
+		return next
+	}
+	if in.state != Alive {
+		var reason string
+		switch in.state {
+		case Down:
+			reason = fmt.Sprintf("recovered: %d good observations in a row", in.okStreak)
+		case Unknown:
+			reason = "first good observation"
+		default:
+			reason = "answering again"
+		}
+		m.transitionLocked(in, Alive, m.okSource(in), reason, now)
+	}
+	return next
+}
+
+func (m *Monitor) okSource(in *instance) string {
+	if in.beats > 0 && len(in.active) > 0 {
+		return "combined"
+	}
+	if len(in.active) > 0 {
+		return "active"
+	}
+	return "passive"
+}
+
+// failReason explains a failure in one line.
+func (m *Monitor) failReason(in *instance, ev evidence, now time.Duration) string {
+	s := in.svc
+	if strings.HasPrefix(ev.source, "active:") {
+		for i := range in.active {
+			a := &in.active[i]
+			if a.last == nil || a.fails <= s.cfg.spec.Verdict.Retries {
+				continue
+			}
+			why := a.last.Reason
+			if why == "" && a.last.Err != nil {
+				why = a.last.Err.Error()
+			}
+			cls := string(a.last.Class)
+			if cls == "" {
+				cls = "failure"
+			}
+			return fmt.Sprintf("probe %s failed %d times (%s): %s", s.cfg.spec.Active[i].Name, a.fails, cls, why)
+		}
+	}
+	if in.beats == 0 {
+		return fmt.Sprintf("no beat since registration %s ago", (now - in.registered).Round(time.Millisecond))
+	}
+	if in.beatStatus == status.Unhealthy && !m.passiveSuspect(in, now) {
+		return "the instance reports itself unhealthy (" + in.beatReason.String() + ")"
+	}
+	if in.alt != nil {
+		return in.alt.Explain(now)
+	}
+	return in.passive.Explain(s.cfg.passive, now)
+}
+
+func (m *Monitor) degradedReason(in *instance, ev evidence) string {
+	if strings.HasPrefix(ev.source, "active:") {
+		for i := range in.active {
+			a := &in.active[i]
+			if a.last != nil && a.last.Status == status.Degraded {
+				return "degraded: " + a.last.Reason
+			}
+		}
+	}
+	if in.beatReason == wire.ReasonDraining {
+		return "degraded: draining (the instance is leaving on purpose)"
+	}
+	return "degraded: the instance reports itself degraded (" + in.beatReason.String() + ")"
+}
+
+// Flap damping, as BGP route dampening: every fall from alive adds a
+// penalty that decays exponentially; above Suppress the instance is held
+// out (degraded) until the penalty decays below Reuse.
+func (m *Monitor) flapPenalty(in *instance, now time.Duration) float64 {
+	if in.flap == 0 {
+		return 0
+	}
+	hl := in.svc.cfg.spec.Verdict.Flap.HalfLife
+	return float64(in.flap) * math.Exp2(-float64(now-in.flapAt)/float64(hl))
+}
+
+func (m *Monitor) countFlapLocked(in *instance, now time.Duration) {
+	f := &in.svc.cfg.spec.Verdict.Flap
+	if f.Disabled || f.HalfLife <= 0 || in.state != Alive {
+		return
+	}
+	in.flap = float32(m.flapPenalty(in, now) + f.Penalty)
+	in.flapAt = now
+}
+
+// flapHeld reports whether flap damping holds the instance out, and until
+// when (the instant its penalty decays below Reuse).
+func (m *Monitor) flapHeld(in *instance, now time.Duration) (bool, time.Duration) {
+	f := &in.svc.cfg.spec.Verdict.Flap
+	if f.Disabled || in.flap == 0 {
+		return false, 0
+	}
+	p := m.flapPenalty(in, now)
+	held := p > f.Suppress || (in.state == Degraded && strings.HasPrefix(in.reason, "flapping") && p > f.Reuse)
+	if !held {
+		return false, 0
+	}
+	until := in.flapAt + time.Duration(float64(f.HalfLife)*math.Log2(float64(in.flap)/f.Reuse)) + time.Millisecond
+	return true, until
+}
+
+func decodeTraceID(dst *[16]byte, hex string) {
+	for i := 0; i < 16; i++ {
+		hi, ok1 := unhex(hex[2*i])
+		lo, ok2 := unhex(hex[2*i+1])
+		if !ok1 || !ok2 {
+			*dst = [16]byte{}
+			return
+		}
+		dst[i] = hi<<4 | lo
+	}
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}

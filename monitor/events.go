@@ -9,22 +9,42 @@ import (
 // eventRing keeps the most recent events in memory so watchers can catch up
 // without the store, and resume after a short disconnect.
 type eventRing struct {
-	buf []Event
+	buf   []Event
+	first uint64 // the oldest sequence number ever put (0: none yet)
 }
 
 func newEventRing(n int) *eventRing { return &eventRing{buf: make([]Event, n)} }
 
-func (r *eventRing) put(e Event) { r.buf[e.Seq%uint64(len(r.buf))] = e }
+func (r *eventRing) put(e Event) {
+	if r.first == 0 {
+		r.first = e.Seq
+	}
+	r.buf[e.Seq%uint64(len(r.buf))] = e
+}
+
+// oldest is the oldest sequence number still held (0 if none).
+func (r *eventRing) oldest(last uint64) uint64 {
+	n := uint64(len(r.buf))
+	if r.first == 0 {
+		return 0
+	}
+	if last >= n && last-n+1 > r.first {
+		return last - n + 1
+	}
+	return r.first
+}
 
 // since appends the events after seq up to last, or reports that some of
-// them have already been overwritten.
+// them are not in memory (overwritten, or from before a restart).
 func (r *eventRing) since(seq, last uint64, dst []Event, limit int) ([]Event, bool) {
-	n := uint64(len(r.buf))
-	if last > n && seq < last-n {
+	if seq >= last {
+		return dst, true
+	}
+	if old := r.oldest(last); old == 0 || seq+1 < old {
 		return dst, false
 	}
 	for s := seq + 1; s <= last && len(dst) < limit; s++ {
-		dst = append(dst, r.buf[s%n])
+		dst = append(dst, r.buf[s%uint64(len(r.buf))])
 	}
 	return dst, true
 }
@@ -128,7 +148,11 @@ func (w *Watcher) Next(dst []Event, limit int) ([]Event, error) {
 	defer m.mu.Unlock()
 	out, ok := m.ring.since(w.cursor, m.seq, dst, limit)
 	if !ok {
-		w.cursor = m.seq - uint64(len(m.ring.buf))
+		if old := m.ring.oldest(m.seq); old > 0 {
+			w.cursor = old - 1
+		} else {
+			w.cursor = m.seq
+		}
 		return dst, ErrGap
 	}
 	if n := len(out) - len(dst); n > 0 {

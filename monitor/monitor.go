@@ -93,7 +93,8 @@ type Monitor struct {
 	stopped chan struct{}
 }
 
-// New returns a Monitor with no services. It starts nothing.
+// New returns a Monitor with no services. It starts nothing; with a Store
+// it reads the last event sequence number from it.
 func New(opts Options) (*Monitor, error) {
 	if opts.Tick < 0 || opts.MaxConcurrentProbes < 0 || opts.EventBuffer < 0 {
 		return nil, errors.New("monitor: negative option")
@@ -146,6 +147,17 @@ func New(opts Options) (*Monitor, error) {
 		stopped:  make(chan struct{}),
 	}
 	m.origin = m.clk.Now()
+	if opts.Store != nil {
+		// Continue the event sequence of the history, before any event
+		// (even Apply's) is numbered.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		seq, err := opts.Store.LastSeq(ctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("monitor: reading the event sequence from the store: %w", err)
+		}
+		m.seq = seq
+	}
 	empty := map[string]wire.Directive{}
 	m.directives.Store(&empty)
 	m.sched = newScheduler(m)

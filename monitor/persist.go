@@ -131,19 +131,12 @@ func (m *Monitor) restore(ctx context.Context) error {
 	if st == nil {
 		return nil
 	}
-	seq, err := st.LastSeq(ctx)
-	if err != nil {
-		return err
-	}
 	snaps, err := st.LoadInstances(ctx)
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if seq > m.seq {
-		m.seq = seq
-	}
 	now := m.now()
 	restored := 0
 	for _, si := range snaps {

@@ -175,27 +175,29 @@ func (s *scheduler) launchDue(ctx context.Context, now time.Duration) {
 		t.inFlight = true
 		s.launched.Add(1)
 		s.wg.Add(1)
-		go s.probe(ctx, t)
+		go s.probe(ctx, t, t.prober, t.target, t.timeout)
 	}
 }
 
 // probe runs one probe and hands its result to the verdict engine.
-func (s *scheduler) probe(ctx context.Context, t *task) {
+// It gets the task's settings as values: sync may change the task while
+// the probe runs.
+func (s *scheduler) probe(ctx context.Context, t *task, p probe.Prober, target string, timeout time.Duration) {
 	defer s.wg.Done()
 	defer func() { <-s.sem }()
 	var r probe.Result
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				r = probe.Result{Target: t.target}
+				r = probe.Result{Target: target}
 				r.Status, r.Class = status.Unhealthy, status.ClassInternal
 				r.Err = fmt.Errorf("probe panicked: %v\n%s", p, debug.Stack())
 				r.Reason = fmt.Sprintf("probe panicked: %v", p)
 			}
 		}()
-		pctx, cancel := context.WithTimeout(ctx, t.timeout+t.timeout/10+50*time.Millisecond)
+		pctx, cancel := context.WithTimeout(ctx, timeout+timeout/10+50*time.Millisecond)
 		defer cancel()
-		r = t.prober.Probe(pctx, t.target)
+		r = p.Probe(pctx, target)
 	}()
 	if ctx.Err() != nil {
 		s.mu.Lock()

@@ -12,8 +12,11 @@
 // stopped.
 //
 // The analyzer reports time.After only where another select case can win
-// and continue the loop (a default clause, or a case that does not return);
-// a loop whose only other cases return leaves at most one timer behind.
+// and continue the loop (a default clause, or a case that does not return
+// and does not receive from a done channel); a loop whose only other cases
+// return leaves at most one timer behind. A time.After case with an empty
+// body is a wake-up (poll every d or sooner when notified), not a timeout,
+// and is reported only beside a default clause.
 // The message depends on the module's go line: a leak below go1.23, a
 // per-iteration allocation at or above it.
 //

@@ -71,7 +71,7 @@ func abandoned(info *types.Info, cur, loop inspector.Cursor) bool {
 	case edge.UnaryExpr_X:
 		if u := p.Node().(*ast.UnaryExpr); u.Op == token.ARROW {
 			if cc, sel, ok := lintkit.SelectCommClause(p); ok {
-				return lintkit.OtherClauseContinues(info, sel, cc)
+				return abandonable(info, sel, cc)
 			}
 		}
 		return false
@@ -104,10 +104,28 @@ func abandoned(info *types.Info, cur, loop inspector.Cursor) bool {
 			if x, ok := ast.Unparen(u.X).(*ast.Ident); !ok || info.Uses[x] != obj {
 				continue
 			}
-			if cc, sel, ok := lintkit.SelectCommClause(rc); ok && lintkit.OtherClauseContinues(info, sel, cc) {
+			if cc, sel, ok := lintkit.SelectCommClause(rc); ok && abandonable(info, sel, cc) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// abandonable reports whether the timer received in clause cc of sel is
+// abandoned while the loop goes on. A clause with an empty body is a
+// wake-up ("do the loop's work every d, or sooner when notified"), not a
+// timeout: it is only reported when a default clause abandons it on every
+// pass. (On etcd's version monitors and watch-victim loop the wake-up shape
+// was benign; a wake-up beside a hot notification channel is missed.)
+func abandonable(info *types.Info, sel *ast.SelectStmt, cc *ast.CommClause) bool {
+	if len(cc.Body) == 0 {
+		for _, s := range sel.Body.List {
+			if c, ok := s.(*ast.CommClause); ok && c.Comm == nil {
+				return true
+			}
+		}
+		return false
+	}
+	return lintkit.OtherClauseContinues(info, sel, cc)
 }

@@ -57,6 +57,12 @@ var allowed = map[string][]string{
 	"examples/...":          {"*"},
 }
 
+// testOnly are packages any test may import besides its package's rules:
+// test doubles and fault injectors, and the other end of a protocol (a
+// sender's test needs a receiver and the reverse).
+var testOnly = []string{"clock/clocktest", "internal/faultnet/...", "store/storetest", "store/memory",
+	"ingest", "heartbeat", "wire", "health", "proto/..."}
+
 func rule(pkg string) ([]string, bool) {
 	if r, ok := allowed[pkg]; ok {
 		return r, true
@@ -82,16 +88,17 @@ func permits(rules []string, from, to string) bool {
 }
 
 type pkgInfo struct {
-	path    string // relative to the module
-	dir     string
-	imports []string
-	files   []string
+	path        string // relative to the module
+	dir         string
+	imports     []string
+	testImports []string
+	files       []string
 }
 
 // listPackages runs go list over the module, test imports included.
 func listPackages(t *testing.T) []pkgInfo {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}\t{{.Dir}}\t{{join .Imports \" \"}} {{join .TestImports \" \"}} {{join .XTestImports \" \"}}\t{{join .GoFiles \" \"}}", module+"/...")
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}\t{{.Dir}}\t{{join .Imports \" \"}}\t{{join .TestImports \" \"}} {{join .XTestImports \" \"}}\t{{join .GoFiles \" \"}}", module+"/...")
 	cmd.Dir = "../.."
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -104,24 +111,31 @@ func listPackages(t *testing.T) []pkgInfo {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		parts := strings.Split(sc.Text(), "\t")
-		if len(parts) != 4 {
+		if len(parts) != 5 {
 			t.Fatalf("unexpected go list line %q", sc.Text())
 		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(parts[0], module), "/")
 		if rel == "" {
 			rel = "."
 		}
-		p := pkgInfo{path: rel, dir: parts[1], files: strings.Fields(parts[3])}
-		for _, imp := range strings.Fields(parts[2]) {
-			if imp == module || strings.HasPrefix(imp, module+"/") {
-				p.imports = append(p.imports, strings.TrimPrefix(strings.TrimPrefix(imp, module), "/"))
-			}
-		}
-		slices.Sort(p.imports)
-		p.imports = slices.Compact(p.imports)
+		p := pkgInfo{path: rel, dir: parts[1], files: strings.Fields(parts[4]),
+			imports: internal(parts[2]), testImports: internal(parts[3])}
 		pkgs = append(pkgs, p)
 	}
 	return pkgs
+}
+
+// internal returns the pulse packages in a space-separated import list,
+// relative to the module.
+func internal(list string) []string {
+	var out []string
+	for _, imp := range strings.Fields(list) {
+		if imp == module || strings.HasPrefix(imp, module+"/") {
+			out = append(out, strings.TrimPrefix(strings.TrimPrefix(imp, module), "/"))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func TestImportsFollowTheLayout(t *testing.T) {
@@ -136,11 +150,14 @@ func TestImportsFollowTheLayout(t *testing.T) {
 			continue
 		}
 		for _, imp := range p.imports {
-			if imp == p.path {
-				continue // an external test package importing its own package
-			}
 			if !permits(rules, p.path, imp) {
 				t.Errorf("%s imports %s, which the layout does not allow (allowed: %v)", p.path, imp, rules)
+			}
+		}
+		testRules := append(slices.Clone(rules), testOnly...)
+		for _, imp := range p.testImports {
+			if imp != p.path && !permits(testRules, p.path, imp) {
+				t.Errorf("tests of %s import %s, which the layout does not allow (allowed: %v)", p.path, imp, testRules)
 			}
 		}
 	}

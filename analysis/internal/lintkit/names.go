@@ -1,6 +1,7 @@
 package lintkit
 
 import (
+	"go/ast"
 	"strings"
 	"unicode"
 )
@@ -46,7 +47,7 @@ func Words(ident string) []string {
 var healthWords = map[string]bool{
 	"health": true, "healthy": true, "healthz": true, "healthcheck": true,
 	"heartbeat": true, "heartbeats": true, "beat": true, "beats": true,
-	"probe": true, "probes": true, "liveness": true, "livez": true,
+	"probe": true, "probes": true, "prober": true, "probing": true, "liveness": true, "livez": true,
 	"readiness": true, "readyz": true, "alive": true, "keepalive": true,
 	"ping": true, "pinger": true,
 }
@@ -87,4 +88,34 @@ func HealthPath(pattern string) bool {
 	p := strings.TrimRight(pattern[i:], "/{}$.")
 	seg := p[strings.LastIndex(p, "/")+1:]
 	return healthSegments[strings.ToLower(seg)]
+}
+
+// HealthFunc reports whether a function declaration belongs to heartbeat
+// or health-check code: its name, its receiver's type name or its package's
+// import path has a health-like word (so every function of a package such
+// as github.com/x/healthcheck/checks/http counts).
+func HealthFunc(pkgPath string, fd *ast.FuncDecl) bool {
+	return HealthLike(fd.Name.Name, RecvTypeName(fd)) || HealthLike(strings.Split(pkgPath, "/")...)
+}
+
+// RecvTypeName returns the name of a method's receiver type, or "".
+func RecvTypeName(fd *ast.FuncDecl) string {
+	if fd.Recv == nil || len(fd.Recv.List) == 0 {
+		return ""
+	}
+	t := fd.Recv.List[0].Type
+	for {
+		switch x := t.(type) {
+		case *ast.StarExpr:
+			t = x.X
+		case *ast.IndexExpr:
+			t = x.X
+		case *ast.IndexListExpr:
+			t = x.X
+		case *ast.Ident:
+			return x.Name
+		default:
+			return ""
+		}
+	}
 }

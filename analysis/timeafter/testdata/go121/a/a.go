@@ -27,6 +27,20 @@ func poll(work func() bool) {
 	}
 }
 
+// wakeUp polls every few seconds or when notified (etcd's version monitor
+// shape): a wake-up, not a timeout.
+func wakeUp(notify, stop <-chan struct{}, work func()) {
+	for {
+		select {
+		case <-notify:
+		case <-time.After(4 * time.Second):
+		case <-stop:
+			return
+		}
+		work()
+	}
+}
+
 // viaVar assigns the channel first; the loop still makes one per beat.
 func viaVar(beats <-chan int) {
 	for {
@@ -39,6 +53,21 @@ func viaVar(beats <-chan int) {
 	}
 }
 
+// resetPerBeat re-arms a watchdog with time.After on every beat (etcd's
+// lease proxy has this shape): each beat abandons the previous timer.
+func resetPerBeat(beats <-chan int, expired func()) {
+	var watchdog <-chan time.Time
+	for {
+		select {
+		case <-watchdog:
+			expired()
+			return
+		case <-beats:
+			watchdog = time.After(3 * time.Second) // want `time.After in a loop leaks a timer`
+		}
+	}
+}
+
 // overRange: a range body runs once per element.
 func overRange(items []int, ack <-chan int) {
 	for range items {
@@ -46,6 +75,7 @@ func overRange(items []int, ack <-chan int) {
 		case v := <-ack:
 			_ = v
 		case <-time.After(time.Second): // want `time.After in a loop leaks a timer`
+			println("no ack")
 		}
 	}
 }
@@ -84,6 +114,31 @@ func retry(ctx context.Context, try func() error) error {
 		}
 	}
 	return nil
+}
+
+// retryNoReturn: the ctx.Done() case does not return, but a closed done
+// channel wins at most once before the loop condition notices.
+func retryNoReturn(ctx context.Context, try func() error) error {
+	err := try()
+	for i := 0; err != nil && ctx.Err() == nil && i < 5; i++ {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+		err = try()
+	}
+	return err
+}
+
+// stopChannel: same for a channel named as a shutdown signal.
+func stopChannel(stop <-chan struct{}, stopped func() bool, work func()) {
+	for !stopped() {
+		select {
+		case <-stop:
+		case <-time.After(time.Second):
+			work()
+		}
+	}
 }
 
 // labeled: the stop case leaves the loop through a labeled break.
@@ -166,6 +221,7 @@ func ignored(beats <-chan struct{}) {
 		case <-beats:
 		//pulselint:ignore timeafter the sender beats at most once a minute, so at most one timer is pending
 		case <-time.After(time.Minute):
+			println("beat late")
 		}
 	}
 }
@@ -175,7 +231,8 @@ func noReason(beats <-chan struct{}) {
 		select {
 		case <-beats:
 		/* want `pulselint:ignore timeafter needs a reason` */ //pulselint:ignore timeafter
-		case <-time.After(time.Minute): // want `time.After in a loop leaks a timer`
+		case <-time.After(time.Minute):                        // want `time.After in a loop leaks a timer`
+			println("beat late")
 		}
 	}
 }
@@ -186,6 +243,7 @@ func otherAnalyzer(beats <-chan struct{}) {
 		case <-beats:
 		//pulselint:ignore tickerstop a directive for another analyzer silences nothing here
 		case <-time.After(time.Minute): // want `time.After in a loop leaks a timer`
+			println("beat late")
 		}
 	}
 }

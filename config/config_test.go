@@ -82,7 +82,7 @@ func TestDurationNeedsUnit(t *testing.T) {
   - name: checkout
     passive:
       interval: 30
-      insecure: true
+      tokens: [{value: 0123456789abcdef}]
 `
 	fes := errorsOf(t, src)
 	if !has(fes, 4, "services[0].passive.interval", `duration "30" needs a unit, e.g. 30s`) {
@@ -124,7 +124,7 @@ services:
       interval: 2h
       jitter: 10s
   - name: a
-    passive: {interval: 1s, insecure: true}
+    passive: {interval: 1s, tokens: [{value: 0123456789abcdef}]}
   - name: "bad name"
     active:
       - module: missing
@@ -200,7 +200,7 @@ func TestSyntaxError(t *testing.T) {
 }
 
 func TestWANPreset(t *testing.T) {
-	c, err := Parse("p.yaml", []byte("profile: wan\nservices:\n  - name: s\n    passive: {insecure: true}\n"))
+	c, err := Parse("p.yaml", []byte("profile: wan\nservices:\n  - name: s\n    passive: {tokens: [{value: 0123456789abcdef}]}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,13 +29,10 @@ func buildService(field string, s Service, d Policy, preset Preset, modules map[
 		}
 		pas.Interval = src.v.Interval.Or(pas.Interval)
 		pas.Jitter = src.v.Jitter.Or(pas.Jitter)
-		if src.v.Insecure {
-			pas.Insecure = true
-		}
 		for i, k := range src.v.Keys {
 			kf := fmt.Sprintf("%s.keys[%d]", src.field, i)
 			if pas.Keys == nil {
-				pas.Keys = map[uint32][]byte{}
+				pas.Keys = map[uint16][]byte{}
 			}
 			if _, dup := pas.Keys[k.ID]; dup && src.field == field+".passive" {
 				p.add(kf+".id", "key id %d is used twice", k.ID)
@@ -57,8 +54,8 @@ func buildService(field string, s Service, d Policy, preset Preset, modules map[
 		if pas.Jitter < 0 || pas.Jitter > pas.Interval/2 {
 			p.add(pf+".jitter", "%s must be between 0 and half the interval (%s)", pas.Jitter, pas.Interval/2)
 		}
-		if len(pas.Keys) == 0 && len(pas.Tokens) == 0 && !pas.Insecure {
-			p.add(pf, "beats would all be refused: add keys (UDP) or tokens (HTTP/gRPC), or set insecure: true on a trusted network")
+		if len(pas.Keys) == 0 && len(pas.Tokens) == 0 {
+			p.add(pf, "beats would all be refused: add keys (HMAC keys for UDP beats) or tokens (bearer tokens for HTTP/gRPC beats)")
 		}
 	}
 	out.Passive = pas

@@ -201,14 +201,11 @@ type Passive struct {
 	Jitter   Duration `yaml:"jitter,omitempty"`   // the jitter senders add
 	Keys     []Key    `yaml:"keys,omitempty"`     // HMAC keys for UDP beats
 	Tokens   []Secret `yaml:"tokens,omitempty"`   // bearer tokens for HTTP/gRPC beats
-	// Insecure accepts unauthenticated beats. Without keys or tokens,
-	// beats are refused unless this is set.
-	Insecure bool `yaml:"insecure,omitempty"`
 }
 
 // Key is one HMAC key for UDP beats.
 type Key struct {
-	ID     uint32 `yaml:"id"`
+	ID     uint16 `yaml:"id"`
 	Secret Secret `yaml:"secret"`
 }
 

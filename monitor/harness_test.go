@@ -21,7 +21,7 @@ import (
 
 func passiveService(name string, n int, zones ...string) ServiceSpec {
 	s := ServiceSpec{Name: name, RegisterByBeats: false,
-		Passive:    PassiveSpec{Enabled: true, Interval: time.Second, Jitter: 0, Insecure: true},
+		Passive:    PassiveSpec{Enabled: true, Interval: time.Second, Jitter: 0, Tokens: [][]byte{[]byte("0123456789abcdef")}},
 		Detector:   DetectorSpec{Type: "adaptive"},
 		Protection: ProtectionSpec{SuspectShare: 0.3, MinGroup: 3, MaxEjection: 0.5, Backoff: 5 * time.Second, BackoffMax: time.Minute, Overwhelm: 10},
 		Verdict: VerdictSpec{DownAfter: 2 * time.Second, RecoverAfter: 3, Retries: 1, StartupGrace: 5 * time.Second, RemoveGrace: 10 * time.Second,

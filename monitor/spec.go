@@ -49,10 +49,9 @@ type PassiveSpec struct {
 	Interval time.Duration // told to senders in ACKs
 	Jitter   time.Duration
 	// Keys are HMAC keys for UDP beats by key id; Tokens are bearer tokens
-	// for HTTP and gRPC beats. Insecure accepts beats without either.
-	Keys     map[uint32][]byte
-	Tokens   [][]byte
-	Insecure bool
+	// for HTTP and gRPC beats. Beats are always authenticated.
+	Keys   map[uint16][]byte
+	Tokens [][]byte
 }
 
 // DetectorSpec chooses and tunes a failure detector.

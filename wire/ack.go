@@ -50,7 +50,10 @@ type Ack struct {
 
 // AppendAck encodes a, signs it with k bound to the service and instance of
 // the beat it answers (which are not sent again), and appends it to dst.
-func AppendAck(dst []byte, a *Ack, k *Key, service, instance []byte) []byte {
+func AppendAck(dst []byte, a *Ack, k *Key, service, instance []byte) ([]byte, error) {
+	if k == nil {
+		return dst, ErrNoKey
+	}
 	start := len(dst)
 	dst = append(dst, Magic0, Magic1, Version, TypeAck, 0, byte(a.Code), 0, 0, 0, 0)
 	dst = binary.BigEndian.AppendUint16(dst, k.ID())
@@ -60,7 +63,7 @@ func AppendAck(dst []byte, a *Ack, k *Key, service, instance []byte) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(max(a.SentAt, 0)))
 	dst = binary.BigEndian.AppendUint32(dst, durMS(a.Jitter))
 	dst = binary.BigEndian.AppendUint32(dst, durMS(a.Timeout))
-	return k.appendTag(dst, dst[start:], service, instance)
+	return k.appendTag(dst, dst[start:], service, instance), nil
 }
 
 // DecodeAck parses p into a without verifying the tag. It never allocates.

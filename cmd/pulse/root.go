@@ -17,6 +17,11 @@ func newRootCmd() *cobra.Command {
 	// One line per subcommand; each lives in its own file.
 	root.AddCommand(
 		newVersionCmd(),
+		newSimCmd(),
+		newProbeCmd(),
+		newBeatCmd(),
+		newConfigCmd(),
+		newServeCmd(),
 	)
 	return root
 }

@@ -47,6 +47,7 @@ var allowed = map[string][]string{
 	"proto/...":             {},
 	"web":                   {},
 	"internal/daemon":       {"*"},
+	"internal/dashtest":     {"*"},
 	"internal/faultnet":     {},
 	"internal/faultnet/...": {},
 	"internal/archtest":     {},

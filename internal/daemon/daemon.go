@@ -32,6 +32,7 @@ import (
 	"github.com/fb4b1dcc/pulse/store"
 	"github.com/fb4b1dcc/pulse/store/memory"
 	"github.com/fb4b1dcc/pulse/store/sqlite"
+	"github.com/fb4b1dcc/pulse/web"
 	"github.com/fb4b1dcc/pulse/wire"
 )
 
@@ -178,6 +179,7 @@ func New(opts Options) (d *Daemon, err error) {
 	d.health.Register(mux)
 	mux.Handle("/api/", d.api.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.Handle("GET /", web.Handler(web.Options{TraceURL: cfg.TraceURL}))
 	for pattern, h := range opts.Extra {
 		mux.Handle(pattern, h)
 	}

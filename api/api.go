@@ -53,16 +53,39 @@ func New(m *monitor.Monitor, opts Options) *API {
 	}
 	a := &API{m: m, opts: opts, mux: http.NewServeMux()}
 	a.SetTokens(opts.Tokens)
-	a.mux.HandleFunc("GET /api/v1/services", a.auth(a.listServices))
-	a.mux.HandleFunc("GET /api/v1/services/{service}", a.auth(a.getService))
-	a.mux.HandleFunc("GET /api/v1/services/{service}/instances", a.auth(a.listInstances))
-	a.mux.HandleFunc("GET /api/v1/services/{service}/instances/{instance}", a.auth(a.getInstance))
-	a.mux.HandleFunc("DELETE /api/v1/services/{service}/instances/{instance}", a.auth(a.deregister))
-	a.mux.HandleFunc("GET /api/v1/events", a.auth(a.events))
-	a.mux.HandleFunc("GET /api/v1/watch", a.auth(a.watch))
-	a.mux.HandleFunc("GET /api/v1/status", a.auth(a.status))
+	routes := []struct {
+		methods []string
+		path    string
+		h       []http.HandlerFunc
+	}{
+		{[]string{"GET"}, "/api/v1/services", []http.HandlerFunc{a.listServices}},
+		{[]string{"GET"}, "/api/v1/services/{service}", []http.HandlerFunc{a.getService}},
+		{[]string{"GET"}, "/api/v1/services/{service}/instances", []http.HandlerFunc{a.listInstances}},
+		{[]string{"GET", "DELETE"}, "/api/v1/services/{service}/instances/{instance}", []http.HandlerFunc{a.getInstance, a.deregister}},
+		{[]string{"GET"}, "/api/v1/events", []http.HandlerFunc{a.events}},
+		{[]string{"GET"}, "/api/v1/watch", []http.HandlerFunc{a.watch}},
+		{[]string{"GET"}, "/api/v1/status", []http.HandlerFunc{a.status}},
+	}
 	if opts.Beat != nil {
-		a.mux.Handle("POST /api/v1/beat", opts.Beat)
+		routes = append(routes, struct {
+			methods []string
+			path    string
+			h       []http.HandlerFunc
+		}{[]string{"POST"}, "/api/v1/beat", []http.HandlerFunc{opts.Beat.ServeHTTP}})
+	}
+	for _, rt := range routes {
+		for i, m := range rt.methods {
+			h := rt.h[i]
+			if rt.path != "/api/v1/beat" {
+				h = a.auth(h) // beats carry per-service tokens, checked by ingest
+			}
+			a.mux.HandleFunc(m+" "+rt.path, h)
+		}
+		allowed := strings.Join(rt.methods, ", ")
+		a.mux.HandleFunc(rt.path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allowed)
+			writeError(w, http.StatusMethodNotAllowed, "method not allowed", r.Method+" "+r.URL.Path+": use "+allowed)
+		})
 	}
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint", r.Method+" "+r.URL.Path+" is not part of the API; see docs/api.md")

@@ -55,9 +55,12 @@ func (m *Monitor) observeBeatLocked(o *ingest.Observation) {
 	in.beatStatus, in.beatReason = o.Status, o.Reason
 	s.hooks.Beat(o.Transport, o.RTT, gap, o.TraceParent.TraceID)
 
-	// Fast path: an alive instance beating healthily needs no judging; its
-	// wheel entry (lazy) will find the later deadline when it comes due.
+	// Fast path: an alive instance beating healthily needs no judging. Its
+	// wheel entry is lazy: a later deadline is found when the entry comes
+	// due; an earlier one (the detector learned a shorter interval) is
+	// relinked now, in O(1).
 	if in.state == Alive && o.Status == status.Healthy && !statusChanged && in.wheelQueued {
+		m.wheel.schedule(in, m.passiveDeadline(in))
 		return
 	}
 	if in.state == Down && o.Status != status.Unhealthy {

@@ -83,6 +83,7 @@ type Monitor struct {
 	anchors   *anchorSet
 	// pendingDeletes are snapshots to delete from the store.
 	pendingDeletes []store.Key
+	lastPrune      time.Duration
 
 	directives atomic.Pointer[map[string]wire.Directive]
 	specCh     chan struct{} // buffer 1: the scheduler re-reads tasks

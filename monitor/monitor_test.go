@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/fb4b1dcc/pulse/probe"
 	"github.com/fb4b1dcc/pulse/status"
+	"github.com/fb4b1dcc/pulse/store"
+	"github.com/fb4b1dcc/pulse/store/memory"
 	"github.com/fb4b1dcc/pulse/wire"
 )
 
@@ -275,4 +278,58 @@ func TestDirectivesFollowApply(t *testing.T) {
 	if d := m.Directives("api", "i0"); d.Interval != 10*time.Second {
 		t.Fatalf("a rejected spec changed the directive: %v", d)
 	}
+}
+
+// A young instance (a few beats: the detector's first deadline is long)
+// that goes silent is still suspected within the budget: the deadline that
+// moved earlier as the detector learned must be honoured.
+func TestYoungInstanceSilence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		svc := passiveService("api", 0)
+		svc.RegisterByBeats = true
+		h := start(t, Options{}, svc)
+		defer h.stop()
+		h.beatLoop("api", time.Second, 3*time.Second, func(string, time.Duration) bool { return true }, []string{"young"})
+		deadline := h.state("api", "young").Deadline
+		for h.state("api", "young").State == Alive && time.Since(deadline) < time.Minute {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if late := time.Since(deadline); h.state("api", "young").State != Suspect || late > 2*h.m.opts.Tick {
+			t.Fatalf("young instance: %v %v after its detector's deadline", h.state("api", "young").State, late)
+		}
+	})
+}
+
+// Retention: history older than the spec's retention is pruned by the
+// store writer (hourly, and at its first snapshot tick).
+func TestRetentionPrunes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		defer st.Close()
+		old := store.Event{Seq: 1, Time: time.Now().Add(-48 * time.Hour), Service: "api", Instance: "x", From: "alive", To: "down", Reason: "old"}
+		if err := st.Append(context.Background(), []store.Event{old}); err != nil {
+			t.Fatal(err)
+		}
+		svc := passiveService("api", 1)
+		m, err := New(Options{Store: st, SnapshotInterval: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Apply(&Spec{Services: []ServiceSpec{svc}, Retention: 24 * time.Hour})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); m.Run(ctx) }()
+		time.Sleep(2 * time.Second)
+		cancel()
+		<-done
+		evs, _ := st.Events(context.Background(), store.Query{})
+		for _, e := range evs {
+			if e.Reason == "old" {
+				t.Fatal("an event older than the retention survived")
+			}
+		}
+		if len(evs) == 0 {
+			t.Fatal("recent events were pruned too")
+		}
+	})
 }

@@ -59,7 +59,38 @@ func (m *Monitor) persistLoop() {
 			flush()
 		case <-tick.C():
 			m.saveSnapshots(false)
+			m.pruneIfDue()
 		}
+	}
+}
+
+// pruneIfDue deletes history older than the retention, at most hourly.
+func (m *Monitor) pruneIfDue() {
+	st := m.opts.Store
+	m.mu.Lock()
+	var retention time.Duration
+	if m.spec != nil {
+		retention = m.spec.Retention
+	}
+	now := m.now()
+	due := retention > 0 && (m.lastPrune == 0 || now-m.lastPrune >= time.Hour)
+	if due {
+		m.lastPrune = now
+	}
+	m.mu.Unlock()
+	if st == nil || !due {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	before := m.wall(now).Add(-retention)
+	n, err := st.Prune(ctx, before)
+	if err != nil {
+		m.log.Error("pruning history failed", "before", before, "err", err)
+		return
+	}
+	if n > 0 {
+		m.log.Info("pruned history", "events", n, "before", before)
 	}
 }
 

@@ -207,9 +207,20 @@ func (m *Monitor) applyServiceLocked(s *service, sc *serviceConfig, now time.Dur
 	// Detector changes: a new type resets that state; new parameters of
 	// the same type keep what was learned.
 	typeChanged := old == nil || old.spec.Detector.Type != sc.spec.Detector.Type
+	intervalChanged := old != nil && old.spec.Passive.Interval != sc.spec.Passive.Interval
 	for _, in := range s.byName {
 		if typeChanged {
 			m.resetAltLocked(in)
+		}
+		if intervalChanged && in.beats > 0 && (in.state == Alive || in.state == Degraded) {
+			// Senders switch at their next ACK. Re-seed the estimate with
+			// the new interval so a doubled interval is not read as 50%
+			// loss (nor a halved one as a sender that got chatty); only
+			// instances heard recently: re-seeding a silent one would
+			// pretend it was just heard.
+			est := in.passive.Estimate()
+			est.Interval = sc.spec.Passive.Interval
+			in.passive.Seed(sc.passive, est, now)
 		}
 		if len(in.active) != len(sc.spec.Active) {
 			in.active = resizeActive(in.active, len(sc.spec.Active))

@@ -179,7 +179,7 @@ func New(opts Options) (d *Daemon, err error) {
 	d.health.Register(mux)
 	mux.Handle("/api/", d.api.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
-	mux.Handle("GET /", web.Handler(web.Options{TraceURL: cfg.TraceURL}))
+	mux.Handle("/", web.Handler(web.Options{TraceURL: cfg.TraceURL}))
 	for pattern, h := range opts.Extra {
 		mux.Handle(pattern, h)
 	}

@@ -22,6 +22,8 @@ func newRootCmd() *cobra.Command {
 		newBeatCmd(),
 		newConfigCmd(),
 		newServeCmd(),
+		newStatusCmd(),
+		newDemoCmd(),
 	)
 	return root
 }

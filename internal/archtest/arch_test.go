@@ -48,6 +48,7 @@ var allowed = map[string][]string{
 	"web":                   {},
 	"internal/daemon":       {"*"},
 	"internal/dashtest":     {"*"},
+	"internal/demo":         {"*"},
 	"internal/faultnet":     {},
 	"internal/faultnet/...": {},
 	"internal/archtest":     {},

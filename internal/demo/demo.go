@@ -138,7 +138,7 @@ type runner struct {
 	mu      sync.Mutex
 	crashAt map[string]time.Time // instance → crash time
 
-	suspectSec                  time.Duration
+	suspectSecond               time.Duration
 	suspectShown, suspectHidden int
 }
 
@@ -361,11 +361,11 @@ func (r *runner) score(e monitor.Event) {
 		// A partition makes dozens of suspects at once: show a few per
 		// second and count the rest.
 		sec := time.Since(r.started) / time.Second
-		if sec != r.suspectSec {
+		if sec != r.suspectSecond {
 			if r.suspectHidden > 0 {
 				r.printf("%s  … and %d more suspects\n", r.stamp(), r.suspectHidden)
 			}
-			r.suspectSec, r.suspectShown, r.suspectHidden = sec, 0, 0
+			r.suspectSecond, r.suspectShown, r.suspectHidden = sec, 0, 0
 		}
 		if r.suspectShown < 3 {
 			r.suspectShown++
@@ -381,13 +381,6 @@ func where(e monitor.Event) string {
 		return e.Service + " (whole service)"
 	}
 	return e.Service + " zone " + e.Zone
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // printSummary prints the states per service.

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,7 +81,6 @@ type fleet struct {
 	relays  map[string]*faultnet.Relay
 	beaters []*beater
 	targets []*target
-	mu      sync.Mutex
 }
 
 func newSecret() string {

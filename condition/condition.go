@@ -110,6 +110,7 @@ type Set struct {
 	usesJSON  bool
 	usesBody  bool
 	usesHdr   bool
+	reads     map[string]bool // variables any expression reads
 }
 
 type compiled struct {
@@ -236,7 +237,11 @@ func (s *Set) compile(env *cel.Env, field, src string, want *cel.Type) (*compile
 		return nil, &Error{Field: field, Expr: src, Line: 1, Column: 1, Msg: err.Error()}
 	}
 	c := &compiled{field: field, expr: src, prg: prg, paths: exprPaths(ast.NativeRep().Expr())}
+	if s.reads == nil {
+		s.reads = map[string]bool{}
+	}
 	for _, p := range c.paths {
+		s.reads[p[0]] = true
 		switch p[0] {
 		case "json":
 			c.json = true
@@ -253,6 +258,10 @@ func (s *Set) compile(env *cel.Env, field, src string, want *cel.Type) (*compile
 // UsesBody reports whether any expression reads the body (raw or as JSON),
 // so a prober can skip reading it when nothing needs it.
 func (s *Set) UsesBody() bool { return s.usesBody || s.usesJSON }
+
+// Reads reports whether any expression reads the variable name ("tls",
+// "headers", ...), so a prober can skip preparing what nobody reads.
+func (s *Set) Reads(name string) bool { return s.reads[name] }
 
 // UsesJSON reports whether any expression reads `json`.
 func (s *Set) UsesJSON() bool { return s.usesJSON }

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -15,32 +15,27 @@ import (
 	"cel.dev/cel-go/common/types"
 )
 
-// parseJSON decodes body into plain Go values with integral numbers as
-// int64, so `json.code == 0` compares ints, and other numbers as float64.
+// parseJSON decodes body into plain Go values. Integral numbers within
+// ±2^53 become int64, so `json.code == 0` compares ints; other numbers stay
+// float64.
 func parseJSON(body []byte) (any, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, errors.New("the body is empty")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil {
+	if err := json.Unmarshal(body, &v); err != nil {
 		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("extra data after the JSON value")
 	}
 	return numbers(v), nil
 }
 
 func numbers(v any) any {
 	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) <= 1<<53 {
+			return int64(x)
 		}
-		f, _ := x.Float64()
-		return f
+		return x
 	case map[string]any:
 		for k, e := range x {
 			x[k] = numbers(e)

@@ -55,12 +55,11 @@ type Health struct {
 	runs sync.WaitGroup // check run goroutines, including abandoned ones
 
 	// Precomputed answers for the hot path.
-	okBody       []byte
-	ctPlain      []string
-	ctJSON       []string
-	noSniff      []string
-	noStore      []string
-	drainingBody []byte
+	okBody  []byte
+	ctPlain []string
+	ctJSON  []string
+	noSniff []string
+	noStore []string
 }
 
 // New validates the checks and returns a Health. It starts nothing; call Run.

@@ -33,7 +33,8 @@ func TestRetriesAfterErrorsAndPanics(t *testing.T) {
 				return nil, errors.New("dial tcp 10.0.0.1:5432: connection refused")
 			case 3:
 				var m map[string]int
-				m["boom"] = 1 // a real nil-map panic, as in INC-2023-093
+				//lint:ignore SA5000 the test needs a real runtime panic, as in INC-2023-093
+				m["boom"] = 1
 			}
 			return &client{id: int(n)}, nil
 		}, WithBackoff(backoff.Policy{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond, Jitter: backoff.NoJitter()}))

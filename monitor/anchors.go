@@ -113,7 +113,7 @@ func (m *Monitor) anchorLoop(ctx context.Context) {
 
 func (m *Monitor) setIsolation(on bool, reason string) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer m.unlock()
 	if m.isolation.active == on {
 		if on {
 			m.isolation.reason = reason
@@ -123,10 +123,12 @@ func (m *Monitor) setIsolation(on bool, reason string) {
 	now := m.now()
 	m.isolation = isolation{active: on, reason: reason, since: now}
 	if on {
-		m.log.Error("the monitor's own connectivity check fails: no down verdicts until it recovers", "reason", reason)
+		m.later(func() {
+			m.log.Error("the monitor's own connectivity check fails: no down verdicts until it recovers", "reason", reason)
+		})
 		m.emitLocked(Event{Source: "protection", To: "isolated", Reason: "monitor isolated: " + reason}, now)
 	} else {
-		m.log.Info("the monitor's connectivity check recovered")
+		m.later(func() { m.log.Info("the monitor's connectivity check recovered") })
 		m.emitLocked(Event{Source: "protection", To: "connected", Reason: "monitor connectivity recovered"}, now)
 	}
 	m.hooks.Protection("", "", on, reason)

@@ -1,9 +1,14 @@
 package monitor
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // eventRing keeps the most recent events in memory so watchers can catch up
@@ -53,6 +58,20 @@ func (r *eventRing) since(seq, last uint64, dst []Event, limit int) ([]Event, bo
 // ring, queues it for the store, logs it and wakes watchers. It never
 // blocks: a full store queue counts a drop.
 func (m *Monitor) emitLocked(e Event, now time.Duration) {
+	m.emitWithEvidence(e, now, evidenceRef{})
+}
+
+// evidenceRef is what a transition rests on: the trace of the beat or
+// probe that tipped it, and where it came from.
+type evidenceRef struct {
+	traceID [16]byte
+	spanID  [8]byte
+	peer    string
+	latency time.Duration
+	class   string
+}
+
+func (m *Monitor) emitWithEvidence(e Event, now time.Duration, ev evidenceRef) {
 	m.seq++
 	e.Seq = m.seq
 	e.Time = m.wall(now)
@@ -67,14 +86,7 @@ func (m *Monitor) emitLocked(e Event, now time.Duration) {
 			m.hooks.EventsDropped(1)
 		}
 	}
-	if e.Instance != "" {
-		lvl := m.log.Info
-		if e.To == Down.String() || e.To == Suspect.String() {
-			lvl = m.log.Warn
-		}
-		lvl("transition", "service", e.Service, "instance", e.Instance, "zone", e.Zone,
-			"from", e.From, "to", e.To, "source", e.Source, "reason", e.Reason, "trace_id", e.TraceID, "seq", e.Seq)
-	}
+	m.later(func() { m.traceAndLog(e, ev) })
 	for w := range m.watchers {
 		w.notify()
 	}
@@ -197,4 +209,39 @@ func (m *Monitor) Events(after uint64, limit int) ([]Event, error) {
 		return nil, ErrGap
 	}
 	return out, nil
+}
+
+// traceAndLog records a transition as a span (child of the evidence's
+// span, so a trace shows beat or probe, then verdict) and a log line that
+// carries its ids. It runs after the monitor's lock is released.
+func (m *Monitor) traceAndLog(e Event, ev evidenceRef) {
+	ctx := context.Background()
+	if ev.traceID != ([16]byte{}) && ev.spanID != ([8]byte{}) {
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: ev.traceID, SpanID: ev.spanID,
+			TraceFlags: trace.FlagsSampled, Remote: true})
+		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+	}
+	_, span := m.tracer.Start(ctx, "pulse.verdict", trace.WithTimestamp(e.Time), trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(attribute.String("pulse.service", e.Service), attribute.String("pulse.instance", e.Instance),
+			attribute.String("pulse.zone", e.Zone), attribute.String("pulse.from", e.From), attribute.String("pulse.to", e.To),
+			attribute.String("pulse.reason", e.Reason), attribute.String("pulse.source", e.Source), attribute.Int64("pulse.seq", int64(e.Seq))))
+	span.End(trace.WithTimestamp(e.Time))
+	sc := span.SpanContext()
+	traceID, spanID := e.TraceID, ""
+	if sc.IsValid() {
+		traceID, spanID = sc.TraceID().String(), sc.SpanID().String()
+	}
+	lvl := slog.LevelInfo
+	if e.To == Down.String() || e.To == Suspect.String() || e.To == "protection_on" || e.To == "isolated" {
+		lvl = slog.LevelWarn
+	}
+	msg := "transition"
+	if e.Instance == "" {
+		msg = "fleet event"
+	}
+	m.log.LogAttrs(ctx, lvl, msg, slog.String("trace_id", traceID), slog.String("span_id", spanID),
+		slog.String("peer_addr", ev.peer), slog.String("service", e.Service), slog.String("instance", e.Instance),
+		slog.String("zone", e.Zone), slog.String("from", e.From), slog.String("to", e.To), slog.String("source", e.Source),
+		slog.Duration("latency", ev.latency), slog.String("error_class", ev.class), slog.String("reason", e.Reason),
+		slog.Uint64("seq", e.Seq))
 }

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
@@ -50,10 +51,12 @@ func (m *Monitor) observeBeatLocked(o *ingest.Observation) {
 	in.lastBeat = now
 	in.rtt = o.RTT
 	in.transport = o.Transport
-	in.traceID = o.TraceParent.TraceID
+	in.peer = o.Peer
+	in.traceID, in.spanID = o.TraceParent.TraceID, o.TraceParent.ParentID
 	statusChanged := in.beatStatus != o.Status || in.beatReason != o.Reason
 	in.beatStatus, in.beatReason = o.Status, o.Reason
 	s.hooks.Beat(o.Transport, o.RTT, gap, o.TraceParent.TraceID)
+	s.hooks.BeatStatus(o.Transport, o.Status)
 
 	// Fast path: an alive instance beating healthily needs no judging. Its
 	// wheel entry is lazy: a later deadline is found when the entry comes
@@ -91,8 +94,12 @@ func (m *Monitor) observeProbeLocked(in *instance, i int, r *probe.Result, now t
 		a.fails++
 		a.oks = 0
 	}
-	if len(r.TraceID) == 32 {
-		decodeTraceID(&in.traceID, r.TraceID)
+	if len(r.TraceID) == 32 && len(r.SpanID) == 16 {
+		hex.Decode(in.traceID[:], []byte(r.TraceID))
+		hex.Decode(in.spanID[:], []byte(r.SpanID))
+	}
+	if !ok {
+		m.logProbeFailure(in, s.cfg.spec.Active[i].Name, a.fails, r)
 	}
 	s.hooks.Probe(s.cfg.spec.Active[i].Name, r)
 	// Retry before counting a failure: a failed probe is retried sooner, so
@@ -438,26 +445,27 @@ func (m *Monitor) flapHeld(in *instance, now time.Duration) (bool, time.Duration
 	return true, until
 }
 
-func decodeTraceID(dst *[16]byte, hex string) {
-	for i := 0; i < 16; i++ {
-		hi, ok1 := unhex(hex[2*i])
-		lo, ok2 := unhex(hex[2*i+1])
-		if !ok1 || !ok2 {
-			*dst = [16]byte{}
-			return
-		}
-		dst[i] = hi<<4 | lo
+// logProbeFailure writes the AP-14 line for a failed probe (after the lock
+// is released): everything needed to follow the failure, the trace and
+// span ids of the probe's own span first.
+func (m *Monitor) logProbeFailure(in *instance, module string, attempt int, r *probe.Result) {
+	svc, inst, zone := in.svc.name, in.name, in.zone.name
+	peer := r.Peer
+	if peer == "" {
+		peer = r.Target
 	}
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
+	class := string(r.Class)
+	if class == "" {
+		class = string(status.ClassOther)
 	}
-	return 0, false
+	reason := r.Reason
+	if reason == "" && r.Err != nil {
+		reason = r.Err.Error()
+	}
+	traceID, spanID, latency := r.TraceID, r.SpanID, r.Latency
+	m.later(func() {
+		m.log.Warn("probe failed", "trace_id", traceID, "span_id", spanID, "peer_addr", peer, "service", svc,
+			"instance", inst, "zone", zone, "module", module, "source", "active", "attempt", attempt,
+			"latency", latency, "error_class", class, "reason", reason)
+	})
 }

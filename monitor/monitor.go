@@ -84,6 +84,9 @@ type Monitor struct {
 	// pendingDeletes are snapshots to delete from the store.
 	pendingDeletes []store.Key
 	lastPrune      time.Duration
+	// outbox holds log lines and spans produced under mu; unlock runs
+	// them after releasing it, so no I/O happens under the lock.
+	outbox []func()
 
 	directives atomic.Pointer[map[string]wire.Directive]
 	specCh     chan struct{} // buffer 1: the scheduler re-reads tasks
@@ -164,6 +167,19 @@ func New(opts Options) (*Monitor, error) {
 	m.sched = newScheduler(m)
 	return m, nil
 }
+
+// unlock releases mu, then writes the logs and spans queued under it.
+func (m *Monitor) unlock() {
+	out := m.outbox
+	m.outbox = nil
+	m.mu.Unlock()
+	for _, f := range out {
+		f()
+	}
+}
+
+// later queues f to run after mu is released.
+func (m *Monitor) later(f func()) { m.outbox = append(m.outbox, f) }
 
 // now is monotonic time since the monitor's origin.
 func (m *Monitor) now() time.Duration { return m.clk.Since(m.origin) }
@@ -274,7 +290,7 @@ func (m *Monitor) judgeLoop(ctx context.Context) {
 // judgeDue judges every instance whose wake time has come.
 func (m *Monitor) judgeDue(now time.Duration) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer m.unlock()
 	m.dueBuf = m.wheel.advance(now, m.dueBuf[:0])
 	for _, in := range m.dueBuf {
 		if in.gone {
@@ -349,7 +365,7 @@ func (m *Monitor) Apply(spec *Spec) error {
 	}
 	m.directives.Store(&dirs)
 	m.emitLocked(Event{Source: "config", To: "applied", Reason: fmt.Sprintf("configuration %s applied: %d services", spec.Hash, len(spec.Services))}, now)
-	m.mu.Unlock()
+	m.unlock()
 
 	select {
 	case m.specCh <- struct{}{}:
@@ -366,7 +382,7 @@ func (m *Monitor) ObserveBatch(obs []ingest.Observation) {
 	for i := range obs {
 		m.observeBeatLocked(&obs[i])
 	}
-	m.mu.Unlock()
+	m.unlock()
 }
 
 var _ ingest.Sink = (*Monitor)(nil)
@@ -375,7 +391,7 @@ var _ ingest.Sink = (*Monitor)(nil)
 // judged down, and an event records the leave.
 func (m *Monitor) Deregister(service, instance, reason string) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer m.unlock()
 	s := m.services[service]
 	if s == nil {
 		return fmt.Errorf("%w: service %q", ErrNotFound, service)

@@ -23,7 +23,10 @@ func (m *Monitor) persistLoop() {
 		}
 		if st != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := st.Append(ctx, batch); err != nil {
+			began := time.Now()
+			err := st.Append(ctx, batch)
+			m.hooks.StoreAppend(time.Since(began), len(batch), err)
+			if err != nil {
 				m.log.Error("storing events failed; they stay in memory only", "events", len(batch), "err", err)
 				m.hooks.EventsDropped(len(batch))
 			}
@@ -167,7 +170,7 @@ func (m *Monitor) restore(ctx context.Context) error {
 		return err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	defer m.unlock()
 	now := m.now()
 	restored := 0
 	for _, si := range snaps {
@@ -199,7 +202,8 @@ func (m *Monitor) restore(ctx context.Context) error {
 		restored++
 	}
 	if restored > 0 {
-		m.log.Info("restored instance state from the store", "instances", restored, "last_seq", m.seq)
+		seq := m.seq
+		m.later(func() { m.log.Info("restored instance state from the store", "instances", restored, "last_seq", seq) })
 	}
 	return nil
 }

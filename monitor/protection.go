@@ -36,7 +36,19 @@ func (m *Monitor) transitionLocked(in *instance, to State, source, reason string
 	if in.traceID != ([16]byte{}) {
 		ev.TraceID = hexTrace(in.traceID)
 	}
-	m.emitLocked(ev, now)
+	ref := evidenceRef{traceID: in.traceID, spanID: in.spanID}
+	if in.peer.IsValid() {
+		ref.peer = in.peer.String()
+	}
+	for i := range in.active {
+		if a := &in.active[i]; a.last != nil && a.lastAt >= in.lastBeat {
+			ref.latency, ref.class = a.last.Latency, string(a.last.Class)
+			if ref.peer == "" {
+				ref.peer = a.last.Peer
+			}
+		}
+	}
+	m.emitWithEvidence(ev, now, ref)
 	if from != to {
 		// The group's share of suspects changed: protection may flip now,
 		// not at the next tick.
@@ -169,9 +181,9 @@ func (m *Monitor) setProtectionLocked(s *service, g *group, on bool, reason stri
 	m.hooks.Protection(s.name, g.name, on, reason)
 	m.emitLocked(Event{Service: s.name, Zone: g.name, Source: "protection", To: to, Reason: reason}, now)
 	if on {
-		m.log.Warn("protection on", "service", s.name, "zone", g.name, "reason", reason)
+		m.later(func() { m.log.Warn("protection on", "service", s.name, "zone", g.name, "reason", reason) })
 	} else {
-		m.log.Info("protection off", "service", s.name, "zone", g.name, "reason", reason)
+		m.later(func() { m.log.Info("protection off", "service", s.name, "zone", g.name, "reason", reason) })
 		// Re-judge the protected instances of this group now.
 		for _, in := range s.byName {
 			if in.state == Protected && (g == &s.all || in.zone == g) {

@@ -208,7 +208,7 @@ func (s *scheduler) probe(ctx context.Context, t *task, p probe.Prober, target s
 	now := s.m.now()
 	s.m.mu.Lock()
 	retryIn := s.m.observeProbeLocked(t.key.in, t.key.idx, &r, now)
-	s.m.mu.Unlock()
+	s.m.unlock()
 	s.mu.Lock()
 	t.inFlight = false
 	if retryIn > 0 && !t.removed && t.index >= 0 {

@@ -3,6 +3,7 @@ package monitor
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"time"
 
 	"github.com/fb4b1dcc/pulse/detector"
@@ -137,7 +138,9 @@ type instance struct {
 	beatStatus status.Status
 	beatReason wire.Reason
 	transport  wire.Transport
-	traceID    [16]byte
+	peer       netip.AddrPort // where the latest beat came from
+	traceID    [16]byte       // trace and span of the latest evidence
+	spanID     [8]byte
 
 	okStreak uint16 // consecutive good observations while down
 	flap     float32

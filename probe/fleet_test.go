@@ -423,7 +423,7 @@ func BenchmarkHTTPSProbe(b *testing.B) {
 			url := srv.URL + "/healthz"
 			pool := x509.NewCertPool()
 			pool.AppendCertsFromPEM(p.caPEM)
-			bare := &http.Client{Transport: &http.Transport{
+			bare := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 				TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2, DisableCompression: true,
 			}}
 			defer bare.CloseIdleConnections()

@@ -70,7 +70,9 @@ func (h *traceHandler) Handle(ctx context.Context, r slog.Record) error {
 func (h *traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return &traceHandler{h.Handler.WithAttrs(as)}
 }
-func (h *traceHandler) WithGroup(name string) slog.Handler { return &traceHandler{h.Handler.WithGroup(name)} }
+func (h *traceHandler) WithGroup(name string) slog.Handler {
+	return &traceHandler{h.Handler.WithGroup(name)}
+}
 
 // RepeatLimiter is a slog.Handler that lets the first of a run of
 // identical warning-or-worse records through and counts the rest until the
@@ -102,7 +104,9 @@ func NewRepeatLimiter(next slog.Handler, window time.Duration) *RepeatLimiter {
 	return &RepeatLimiter{next: next, window: window, state: &repeatState{seen: map[string]*repeat{}, now: time.Now}}
 }
 
-func (h *RepeatLimiter) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h *RepeatLimiter) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
 
 var identity = map[string]bool{"service": true, "instance": true, "check": true, "module": true, "error_class": true, "peer_addr": true, "zone": true}
 

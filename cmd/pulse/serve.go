@@ -11,6 +11,7 @@ import (
 
 	"github.com/fb4b1dcc/pulse/config"
 	"github.com/fb4b1dcc/pulse/internal/daemon"
+	"github.com/fb4b1dcc/pulse/telemetry"
 )
 
 // serveFlags are shared by serve and demo.
@@ -69,14 +70,10 @@ func (f *serveFlags) logger(c *config.Config, w io.Writer, terminal bool) (*slog
 			format = "text"
 		}
 	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+	if format != "json" && format != "text" {
+		return nil, fmt.Errorf("--log-format %q: want json or text", format)
 	}
-	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+	return telemetry.NewLogger(w, telemetry.LogOptions{Level: lv, Format: format}), nil
 }
 
 func (f *serveFlags) daemonOptions(c *config.Config, log *slog.Logger, out io.Writer) daemon.Options {

@@ -225,7 +225,7 @@ func (c *statusClient) watch(ctx context.Context, out io.Writer, f statusFlags, 
 	// response headers have one, and keepalive comments arrive every 15s.
 	tr := &http.Transport{ResponseHeaderTimeout: f.timeout, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Do(req) //pulselint:ignore nettimeout a watch stream is unbounded by design; headers have a deadline
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -72,7 +72,7 @@ func TestSSEResumeLosesNothing(t *testing.T) {
 func TestStalledSSEClientDoesNotSlowIngest(t *testing.T) {
 	r := startDaemon(t, Options{Config: testConfig(t, nil), InMemory: true})
 	defer r.stop(t)
-	conn, err := net.Dial("tcp", r.d.HTTPAddr())
+	conn, err := net.DialTimeout("tcp", r.d.HTTPAddr(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,11 +27,14 @@ import (
 	"github.com/fb4b1dcc/pulse/config"
 	"github.com/fb4b1dcc/pulse/health"
 	"github.com/fb4b1dcc/pulse/health/healthgrpc"
+	"github.com/fb4b1dcc/pulse/health/healthmetrics"
 	"github.com/fb4b1dcc/pulse/ingest"
 	"github.com/fb4b1dcc/pulse/monitor"
 	"github.com/fb4b1dcc/pulse/store"
 	"github.com/fb4b1dcc/pulse/store/memory"
 	"github.com/fb4b1dcc/pulse/store/sqlite"
+	"github.com/fb4b1dcc/pulse/telemetry"
+	"github.com/fb4b1dcc/pulse/telemetry/metrics"
 	"github.com/fb4b1dcc/pulse/web"
 	"github.com/fb4b1dcc/pulse/wire"
 )
@@ -75,6 +78,9 @@ type Daemon struct {
 	api    *api.API
 	reg    *prometheus.Registry
 	watch  *config.Watcher
+
+	metrics       *metrics.Metrics
+	traceShutdown func(context.Context) error
 
 	httpLn, grpcLn net.Listener
 	udpConn        *net.UDPConn
@@ -128,7 +134,22 @@ func New(opts Options) (d *Daemon, err error) {
 		d.st = db
 	}
 
-	d.mon, err = monitor.New(monitor.Options{Store: d.st, Logger: d.log, TracerProvider: opts.TracerProvider})
+	tp := opts.TracerProvider
+	if tp == nil {
+		t := cfg.Telemetry
+		to := telemetry.TraceOptions{Stdout: t.Stdout, SampleRatio: t.SampleRatio.Or(1)}
+		if t.OTLP != nil {
+			to.OTLPEndpoint, to.OTLPProtocol, to.OTLPInsecure, to.OTLPHeaders = t.OTLP.Endpoint, t.OTLP.Protocol, t.OTLP.Insecure, t.OTLP.Headers
+		}
+		var shutdown func(context.Context) error
+		if tp, shutdown, err = telemetry.SetupTracing(context.Background(), to); err != nil {
+			return nil, fmt.Errorf("tracing: %w", err)
+		}
+		d.traceShutdown = shutdown
+		opts.TracerProvider = tp
+	}
+	d.metrics = metrics.New()
+	d.mon, err = monitor.New(monitor.Options{Store: d.st, Logger: d.log, TracerProvider: tp, Hooks: d.metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -143,10 +164,7 @@ func New(opts Options) (d *Daemon, err error) {
 	if d.udpConn, err = listenUDP(udpAddr); err != nil {
 		return nil, err
 	}
-	var ingestOpts []ingest.Option
-	if opts.TracerProvider != nil {
-		ingestOpts = append(ingestOpts, ingest.WithTracerProvider(opts.TracerProvider))
-	}
+	ingestOpts := []ingest.Option{ingest.WithTracerProvider(tp)}
 	d.recv, err = ingest.New(ingest.Config{UDPConn: d.udpConn, Keys: keys, Tokens: tokens, Sink: d.mon,
 		Directives: d.mon.Directives}, ingestOpts...)
 	if err != nil {
@@ -173,7 +191,11 @@ func New(opts Options) (d *Daemon, err error) {
 
 	d.api = api.New(d.mon, api.Options{Store: d.st, Tokens: cfg.APITokens, Beat: d.recv.Handler(), Logger: d.log})
 	d.reg = prometheus.NewRegistry()
-	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.metrics.WatchMonitor(d.mon, 10000)
+	d.metrics.WatchIngest(d.recv)
+	d.metrics.Func(d.collectSelf)
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), d.metrics,
+		healthmetrics.New(d.health, "pulse_monitor"))
 
 	mux := http.NewServeMux()
 	d.health.Register(mux)
@@ -398,6 +420,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.st.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("closing the store: %w", err)
 	}
+	if d.traceShutdown != nil {
+		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		d.traceShutdown(tctx)
+		cancel()
+	}
 	d.log.Info("stopped")
 	return runErr
 }
@@ -444,4 +471,22 @@ func (d *Daemon) closeAll() {
 	if d.st != nil {
 		d.st.Close()
 	}
+}
+
+// collectSelf exports the daemon's own counters: configuration reloads and
+// the hash of the configuration in force.
+func (d *Daemon) collectSelf(ch chan<- prometheus.Metric) {
+	reloads := prometheus.NewDesc("pulse_config_reloads_total", "Configuration reloads by result (a failed reload keeps the running configuration).", []string{"result"}, nil)
+	info := prometheus.NewDesc("pulse_config_info", "The configuration in force, by the first 12 hex digits of its SHA-256.", []string{"hash"}, nil)
+	var ok, failed uint64
+	if d.watch != nil {
+		st := d.watch.Stats()
+		ok, failed = st.Successes, st.Failures
+	}
+	ch <- prometheus.MustNewConstMetric(reloads, prometheus.CounterValue, float64(ok), "success")
+	ch <- prometheus.MustNewConstMetric(reloads, prometheus.CounterValue, float64(failed), "failure")
+	d.mu.Lock()
+	hash := d.cfg.Hash
+	d.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(info, prometheus.GaugeValue, 1, hash)
 }

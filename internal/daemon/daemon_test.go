@@ -146,7 +146,7 @@ func watchSSE(t *testing.T, ctx context.Context, url, lastID string) *sseReader 
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
-	resp, err := http.DefaultClient.Do(req) //pulselint:ignore nettimeout the stream lives until ctx ends
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

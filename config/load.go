@@ -97,9 +97,8 @@ func index(n *yaml.Node, path string, lines map[string]int, byLine map[int]strin
 			index(item, p, lines, byLine)
 		}
 	case yaml.AliasNode:
-		if n.Alias != nil {
-			index(n.Alias, path, lines, byLine)
-		}
+		// Not followed: an alias may refer to its own ancestor, and the
+		// aliased fields' lines belong to the anchor's place anyway.
 	}
 }
 

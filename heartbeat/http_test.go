@@ -311,8 +311,10 @@ func TestBlockedSendDoesNotDelayLaterBeats(t *testing.T) {
 	}
 	for seq := 3; seq <= 6; seq++ {
 		gap := at[seq].Sub(at[seq-1])
-		if gap < interval-30*time.Millisecond || gap > interval+30*time.Millisecond {
-			t.Fatalf("beat %d arrived %v after beat %d; want the interval %v ± jitter and scheduling", seq, gap, seq-1, interval)
+		// A send that held up the schedule would leave a gap of three
+		// intervals here; the bound leaves room for a loaded machine.
+		if gap < interval/2 || gap >= 2*interval {
+			t.Fatalf("beat %d arrived %v after beat %d; want about the interval %v", seq, gap, seq-1, interval)
 		}
 	}
 	if !at[1].After(at[3]) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fb4b1dcc/pulse/internal/faultnet"
 	"github.com/fb4b1dcc/pulse/monitor"
+	"github.com/fb4b1dcc/pulse/web"
 )
 
 // gridJS reads the fleet grid's counts as "service/zone/state" → n
@@ -69,16 +71,17 @@ func equalCounts(a, b map[string]int) bool {
 // raises the protection banner with its reason; the events page lists
 // the transitions from the store.
 func TestDashboard(t *testing.T) {
+	b := startBrowser(t) // first: without chromium there is nothing to test
+	defer b.close()
 	f := startFleet(t, fleetSpec{checkoutA: 5, checkoutB: 4, search: 6, relayed: []string{"checkout-a2"}})
 	defer f.stop()
+	defer b.close() // before the daemon stops
 
 	waitFor(t, 15*time.Second, "every instance alive", func() (bool, string) {
 		c, s := f.states("checkout"), f.states("search")
 		return count(c, "alive") == 9 && count(s, "alive") == 6, fmt.Sprintf("checkout %v search %v", c, s)
 	})
 
-	b := startBrowser(t)
-	defer b.cancel()
 	page, closePage := b.tab(t, 1280, 800)
 	defer closePage()
 
@@ -89,9 +92,12 @@ func TestDashboard(t *testing.T) {
 	}
 	waitJS(t, page, 10*time.Second, "the fleet grid", `document.querySelectorAll('table.grid td.cnt').length > 0 && document.querySelector('#conn').dataset.state === 'live'`,
 		`document.querySelector('main').innerText.slice(0, 300) + ' conn=' + document.querySelector('#conn').dataset.state`)
+	if eval[bool](t, page, `document.getElementById('token-dialog').open`) {
+		t.Fatal("the page asks for a token although the API has none")
+	}
 	var last map[string]int
 	waitFor(t, 5*time.Second, "the grid to match the API", func() (bool, string) {
-		want, got := apiCounts(f.services("")), pageCounts(t, page)
+		want, got := apiCounts(f.services()), pageCounts(t, page)
 		last = got
 		return equalCounts(want, got), fmt.Sprintf("API %v page %v", want, got)
 	})
@@ -159,7 +165,7 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("attention reason %q, API %q", att, v.Reason)
 	}
 	waitFor(t, 5*time.Second, "the grid to match the API after the crash", func() (bool, string) {
-		want, got := apiCounts(f.services("")), pageCounts(t, page)
+		want, got := apiCounts(f.services()), pageCounts(t, page)
 		return equalCounts(want, got) && got["checkout/b/down"] == 1, fmt.Sprintf("API %v page %v", want, got)
 	})
 
@@ -178,16 +184,20 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	if screenshots {
-		time.Sleep(5 * time.Second)
-		f.targets["checkout-a2"].CloseClientConnections()
-		time.Sleep(5 * time.Second) // a visible stretch of the higher RTT on the chart
+		// The page samples the latest probe once a second: reconnect a
+		// few times so some samples show connect and TLS.
+		for range 6 {
+			time.Sleep(1100 * time.Millisecond)
+			f.targets["checkout-a2"].CloseClientConnections()
+		}
+		time.Sleep(4 * time.Second) // a visible stretch of the higher RTT on the chart
 	}
 	f.stopBeats("checkout-a2", "checkout-a3", "checkout-a4")
 	waitJS(t, page, 8*time.Second, "the protection banner for zone a",
 		`document.querySelector('#banners .banner.protection[data-service="checkout"][data-zone="a"]')`,
 		`document.querySelector('#banners').innerText + ' | ' + document.querySelector('main').innerText.slice(0, 300)`)
 	var zoneA monitor.ZoneView
-	for _, sv := range f.services("") {
+	for _, sv := range f.services() {
 		if sv.Name == "checkout" {
 			for _, z := range sv.Zones {
 				if z.Name == "a" {
@@ -210,7 +220,7 @@ func TestDashboard(t *testing.T) {
 	}
 	// The protected instances are flagged, not evicted, on the page as in the API.
 	waitFor(t, 5*time.Second, "the grid to match the API under protection", func() (bool, string) {
-		want, got := apiCounts(f.services("")), pageCounts(t, page)
+		want, got := apiCounts(f.services()), pageCounts(t, page)
 		return equalCounts(want, got) && got["checkout/a/protected"] >= 1, fmt.Sprintf("API %v page %v", want, got)
 	})
 	if eval[string](t, page, `String(window.__noReload)`) != "yes" {
@@ -271,7 +281,7 @@ func TestDashboard(t *testing.T) {
 	var hist struct {
 		Events []struct{ To, TraceID string } `json:"events"`
 	}
-	f.getJSON("/api/v1/events?service=checkout&instance=checkout-b2&order=desc&limit=100", "", &hist)
+	f.getJSON("/api/v1/events?service=checkout&instance=checkout-b2&order=desc&limit=100", &hist)
 	downTrace := ""
 	for _, e := range hist.Events {
 		if e.To == "down" {
@@ -329,10 +339,6 @@ func TestDashboard(t *testing.T) {
 		waitJS(t, page, 5*time.Second, "the fleet page", `document.querySelector('table.grid')`, "")
 		shot(t, page, "fleet-phone.png", false)
 	}
-	// Closing the tabs and the browser first ends their watch streams.
-	closeInst()
-	closePage()
-	b.cancel()
 }
 
 var traceLink = regexp.MustCompile(`^http://127\.0\.0\.1:16686/trace/[0-9a-f]{32}$`)
@@ -345,4 +351,94 @@ func count(m map[string]string, st string) int {
 		}
 	}
 	return n
+}
+
+// The page's pure helpers (durations, Go timestamps, axis ticks, links),
+// run in the browser that runs the dashboard.
+func TestFormatting(t *testing.T) {
+	b := startBrowser(t)
+	defer b.close()
+	srv := httptest.NewServer(web.Handler(web.Options{}))
+	defer srv.Close()
+	defer b.close() // before the server closes
+	tab, closeTab := b.tab(t, 800, 600)
+	defer closeTab()
+	if err := chromedp.Do(tab, chromedp.Navigate(srv.URL+"/dashboard.json")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := chromedp.Run(tab, chromedp.Evaluate[map[string]string](`(async () => {
+		const u = await import('/js/util.js');
+		const c = await import('/js/charts.js');
+		return {
+			us: u.fmtDur(850e3), ms: u.fmtDur(212e6), ms2: u.fmtDur(61.9e6), s: u.fmtDur(4.1e9), m: u.fmtDur(200e9), h: u.fmtDur(7500e9), neg: u.fmtDur(-2e9), none: u.fmtDur(null),
+			nano: String(u.parseTime('2026-01-02T03:04:05.123456789Z') - Date.UTC(2026, 0, 2, 3, 4, 5, 123)),
+			zero: String(u.parseTime('0001-01-01T00:00:00Z')),
+			ticks: c.niceTicks(0, 4.4, 4).join(','), ticks2: c.niceTicks(0, 0.37, 4).join(','),
+			hash: u.hashURL(['services', 'a b/c'], { zone: 'x', state: ['down', 'suspect'], q: '' }),
+			sev: [...u.STATES].sort((a, b) => u.severity(a) - u.severity(b)).join(','),
+		};
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"us": "850 µs", "ms": "212 ms", "ms2": "61.9 ms", "s": "4.1 s", "m": "3m 20s", "h": "2h 05m", "neg": "−2 s", "none": "—",
+		"nano": "0", "zero": "null",
+		"ticks": "0,2,4,6", "ticks2": "0,0.1,0.2,0.3,0.4",
+		"hash": "#/services/a%20b%2Fc?zone=x&state=down%2Csuspect",
+		"sev":  "down,suspect,protected,degraded,unknown,alive",
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s: got %q, want %q", k, got[k], w)
+		}
+	}
+}
+
+// With api.tokens set, the page asks for a token (and again when it is
+// wrong), keeps it in sessionStorage, reads the API with it and follows
+// the watch stream with it: a transition arrives live.
+func TestDashboardToken(t *testing.T) {
+	const token = "dashboard-token-5f2c"
+	b := startBrowser(t)
+	defer b.close()
+	f := startFleet(t, fleetSpec{search: 4, tokens: []string{token}})
+	defer f.stop()
+	defer b.close() // before the daemon stops
+	waitFor(t, 15*time.Second, "every instance alive", func() (bool, string) {
+		s := f.states("search")
+		return count(s, "alive") == 4, fmt.Sprint(s)
+	})
+
+	page, closePage := b.tab(t, 1280, 800)
+	defer closePage()
+	if err := chromedp.Do(page, chromedp.Navigate(f.base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, page, 5*time.Second, "the token dialog", `document.getElementById('token-dialog').open`, `document.body.innerText.slice(0, 300)`)
+	if n := eval[int](t, page, `document.querySelectorAll('table.grid td.cnt').length`); n != 0 {
+		t.Fatalf("the grid rendered without a token (%d cells)", n)
+	}
+	if err := chromedp.Do(page, chromedp.SendKeys(chromedp.CSS(`#token-input`), "wrong-token\r")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, page, 5*time.Second, "the dialog to ask again", `document.getElementById('token-dialog').open && document.querySelector('.dialog-message').textContent.includes('not accepted')`,
+		`document.querySelector('.dialog-message').textContent`)
+	shot(t, page, "token.png", false)
+	if err := chromedp.Do(page, chromedp.SendKeys(chromedp.CSS(`#token-input`), token+"\r")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, page, 10*time.Second, "the grid and a live stream",
+		`!document.getElementById('token-dialog').open && document.querySelector('td.cnt[data-service="search"][data-state="alive"]').dataset.count === '4' && document.querySelector('#conn').dataset.state === 'live'`,
+		`document.querySelector('main').innerText.slice(0, 300) + ' conn=' + document.querySelector('#conn').dataset.state`)
+	if got := eval[string](t, page, `sessionStorage.getItem('pulse.token')`); got != token {
+		t.Fatalf("sessionStorage token %q", got)
+	}
+
+	// The latest-events table is fed by the watch stream only: a down
+	// there proves the stream authenticated with the token.
+	f.stopBeats("search-2")
+	waitJS(t, page, 8*time.Second, "search-2 down in the live events",
+		`[...document.querySelectorAll('table.events tbody tr')].some(r => r.dataset.to === 'down' && r.innerText.includes('search-2'))`,
+		`document.querySelector('main').innerText.slice(0, 800)`)
 }

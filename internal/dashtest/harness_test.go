@@ -51,6 +51,7 @@ type fleet struct {
 	senders map[string]*sender
 	targets map[string]*httptest.Server
 	relays  map[string]*faultnet.Relay
+	token   string // sent on API reads when the API requires one
 }
 
 type sender struct {
@@ -75,6 +76,9 @@ type fleetSpec struct {
 func startFleet(t *testing.T, spec fleetSpec) *fleet {
 	t.Helper()
 	f := &fleet{t: t, senders: map[string]*sender{}, targets: map[string]*httptest.Server{}, relays: map[string]*faultnet.Relay{}}
+	if len(spec.tokens) > 0 {
+		f.token = spec.tokens[0]
+	}
 	// A real tracer (no exporter) so beats and probes carry trace ids the
 	// page links to.
 	f.tp = sdktrace.NewTracerProvider()
@@ -121,28 +125,34 @@ func startFleet(t *testing.T, spec fleetSpec) *fleet {
 			fmt.Fprintf(&b, "    - value: %q\n", tok)
 		}
 	}
-	fmt.Fprintf(&b, `defaults:
+	b.WriteString(`defaults:
   verdict: {down_after: 500ms, recover_after: 2, startup_grace: 1s}
-  protection: {suspect_share: 50%%, min_group: 3}
-modules:
+  protection: {suspect_share: 50%, min_group: 3}
+`)
+	if len(names) > 0 {
+		fmt.Fprintf(&b, `modules:
   ready:
     kind: http
     timeout: 400ms
     tls: {ca_file: %q}
     conditions:
       expect: {status: 200, json: {code: 0}}
-services:
-  - name: checkout
+`, caFile)
+	}
+	b.WriteString("services:\n")
+	if len(names) > 0 {
+		fmt.Fprintf(&b, `  - name: checkout
     passive:
       interval: 200ms
       jitter: 20ms
       keys: [{id: 1, secret: {value: %s}}]
     active: [{module: ready, interval: 500ms}]
     instances:
-`, caFile, beatKey)
-	for _, n := range names {
-		// The httptest certificate is for 127.0.0.1.
-		fmt.Fprintf(&b, "      - {name: %s, zone: %s, target: %q, labels: {team: payments}}\n", n, zone[n], f.targets[n].URL+"/healthz")
+`, beatKey)
+		for _, n := range names {
+			// The httptest certificate is for 127.0.0.1.
+			fmt.Fprintf(&b, "      - {name: %s, zone: %s, target: %q, labels: {team: payments}}\n", n, zone[n], f.targets[n].URL+"/healthz")
+		}
 	}
 	if spec.search > 0 {
 		fmt.Fprintf(&b, `  - name: search
@@ -262,15 +272,15 @@ func (f *fleet) stop() {
 
 var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{}}}
 
-// getJSON reads an API path, with a bearer token when given.
-func (f *fleet) getJSON(path, token string, v any) {
+// getJSON reads an API path (with the fleet's token, if any).
+func (f *fleet) getJSON(path string, v any) {
 	f.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, f.base+path, nil)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if f.token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -286,23 +296,23 @@ func (f *fleet) getJSON(path, token string, v any) {
 	}
 }
 
-func (f *fleet) services(token string) []monitor.ServiceView {
+func (f *fleet) services() []monitor.ServiceView {
 	var out struct {
 		Services []monitor.ServiceView `json:"services"`
 	}
-	f.getJSON("/api/v1/services", token, &out)
+	f.getJSON("/api/v1/services", &out)
 	return out.Services
 }
 
 func (f *fleet) instance(service, name string) monitor.InstanceView {
 	var v monitor.InstanceView
-	f.getJSON("/api/v1/services/"+service+"/instances/"+name, "", &v)
+	f.getJSON("/api/v1/services/"+service+"/instances/"+name, &v)
 	return v
 }
 
 func (f *fleet) states(service string) map[string]string {
 	var l api.InstanceList
-	f.getJSON("/api/v1/services/"+service+"/instances", "", &l)
+	f.getJSON("/api/v1/services/"+service+"/instances", &l)
 	out := map[string]string{}
 	for _, in := range l.Instances {
 		out[in.Instance] = in.State.String()
@@ -328,9 +338,14 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, 
 
 // browser is a headless chromium. Tabs are chromedp contexts.
 type browser struct {
-	ctx    context.Context
-	cancel func()
+	ctx  context.Context
+	once sync.Once
+	stop func()
 }
+
+// close ends the browser (idempotent). Close it before the daemon stops:
+// its open watch streams would hold the daemon's HTTP shutdown.
+func (b *browser) close() { b.once.Do(b.stop) }
 
 // startBrowser starts Debian's chromium headless, with no network access
 // beyond loopback: the flags stop it from calling home (component
@@ -367,7 +382,7 @@ func startBrowser(t *testing.T) *browser {
 		acancel()
 		t.Fatalf("starting chromium (%s): %v; reinstall with `%s`", path, err, installCh)
 	}
-	return &browser{ctx: bctx, cancel: func() { bcancel(); acancel() }}
+	return &browser{ctx: bctx, stop: func() { bcancel(); acancel() }}
 }
 
 // tab opens a new tab of the given viewport size.

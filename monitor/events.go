@@ -200,6 +200,18 @@ func (w *Watcher) closeLocked() {
 	})
 }
 
+// CloseWatchers ends every watch (their channels close after the events
+// they have not read yet), so streams that follow the monitor finish
+// before their servers shut down. New watches still work.
+func (m *Monitor) CloseWatchers() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for w := range m.watchers {
+		w.closeLocked()
+	}
+	clear(m.watchers)
+}
+
 // Events returns up to limit events after seq from memory.
 func (m *Monitor) Events(after uint64, limit int) ([]Event, error) {
 	m.mu.Lock()

@@ -205,6 +205,9 @@ func (m *Monitor) judgeLocked(in *instance, now time.Duration) {
 		m.deleteInstanceLocked(in)
 		return
 	}
+	if in.foreign {
+		return // its owner judges it; Mirror keeps the state
+	}
 	s := in.svc
 	v := &s.cfg.spec.Verdict
 	ev := m.gather(in, now)
@@ -290,9 +293,15 @@ func (m *Monitor) confirmLocked(in *instance, ev evidence, now time.Duration) ti
 			return s.lastEject + s.ejectBackoff
 		}
 	}
+	if ok, next := m.confirmDownLocked(in, now); !ok {
+		return next
+	}
 	reason := m.failReason(in, ev, now)
 	if in.state == Protected {
 		reason = "confirmed after protection: " + reason
+	}
+	if in.confirm != nil && in.confirm.agree {
+		reason += "; confirmed by other zones: " + in.confirm.reason
 	}
 	m.transitionLocked(in, Down, ev.source, reason, now)
 	if s.ejectBackoff > 0 {

@@ -51,6 +51,8 @@ type Options struct {
 	// SnapshotInterval is how often changed instance snapshots are saved to
 	// the store (default 10s).
 	SnapshotInterval time.Duration
+	// Cluster connects the monitor to its peers (nil: a single node).
+	Cluster *ClusterHooks
 }
 
 // Monitor judges a fleet. Create it with New, configure it with Apply and
@@ -95,6 +97,9 @@ type Monitor struct {
 
 	sched   *scheduler
 	stopped chan struct{}
+
+	runCtx    context.Context // set by Run: confirmations end with it
+	confirmWG sync.WaitGroup
 }
 
 // New returns a Monitor with no services. It starts nothing; with a Store
@@ -232,6 +237,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	m.startedAt = m.now()
+	m.runCtx = ctx
 	m.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -247,6 +253,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	wg.Wait()
+	m.confirmWG.Wait()
 	m.mu.Lock()
 	m.closed = true
 	for w := range m.watchers {
@@ -378,6 +385,7 @@ func (m *Monitor) Apply(spec *Spec) error {
 // here. It holds the lock once per batch and allocates nothing per beat for
 // known instances.
 func (m *Monitor) ObserveBatch(obs []ingest.Observation) {
+	obs = m.forwardForeign(obs)
 	m.mu.Lock()
 	for i := range obs {
 		m.observeBeatLocked(&obs[i])

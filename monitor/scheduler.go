@@ -252,7 +252,7 @@ func (s *scheduler) sync() {
 			continue
 		}
 		for _, in := range svc.byName {
-			if in.static == nil || in.static.target == "" {
+			if in.static == nil || in.static.target == "" || in.foreign {
 				continue
 			}
 			for i, a := range svc.cfg.spec.Active {

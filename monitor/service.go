@@ -148,6 +148,8 @@ type instance struct {
 	removeAt time.Duration // >0: leaves at this time (removed from config)
 	dirty    bool          // snapshot changed since last save
 	gone     bool          // deleted; stale wheel or task references ignore it
+	foreign  bool          // owned by another node (cluster mode): mirrored, not judged
+	confirm  *confirmation // multi-vantage check before down (cluster mode)
 
 	wheelNext, wheelPrev *instance
 	wheelAt              time.Duration
@@ -252,7 +254,7 @@ func (m *Monitor) resetAltLocked(in *instance) {
 }
 
 func (m *Monitor) newInstanceLocked(s *service, name, zone string, now time.Duration) *instance {
-	in := &instance{svc: s, name: name, registered: now, since: now, dirty: true}
+	in := &instance{svc: s, name: name, registered: now, since: now, dirty: true, foreign: !m.owns(s.name, name)}
 	in.zone = s.zoneOf(zone)
 	in.zone.total++
 	in.zone.counts[Unknown]++

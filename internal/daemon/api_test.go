@@ -186,3 +186,25 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatal("HTTP still served after stop")
 	}
 }
+
+// An open watch stream does not hold shutdown: the daemon stops promptly.
+func TestShutdownWithOpenWatch(t *testing.T) {
+	r := startDaemon(t, Options{Config: testConfig(t, nil), InMemory: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sse := watchSSE(t, ctx, r.base+"/api/v1/watch", "")
+	began := time.Now()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no stop")
+	}
+	if took := time.Since(began); took > 3*time.Second {
+		t.Fatalf("shutdown took %v with a watch stream open", took)
+	}
+	<-sse.done
+}

@@ -403,6 +403,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelStop()
+	// Watch streams (SSE, gRPC Watch, open dashboards) end first: they
+	// would otherwise hold the servers' graceful shutdown open.
+	d.mon.CloseWatchers()
 	d.httpSrv.Shutdown(stopCtx)
 	grpcStopped := make(chan struct{})
 	go func() { d.grpcSrv.GracefulStop(); close(grpcStopped) }()

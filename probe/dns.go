@@ -67,62 +67,49 @@ func newDNS(m Module, b *base) (*dnsProber, error) {
 
 // Probe resolves target (a name, optionally dns://name).
 func (p *dnsProber) Probe(ctx context.Context, target string) (r Result) {
-	start := time.Now()
-	r = Result{Kind: KindDNS, Target: target, Start: p.clock.Now()}
-	ctx, end, ok := p.begin(ctx)
-	defer end()
-	if !ok {
-		r.fail(errClosed)
-		return r
-	}
-	ctx, span := p.startSpan(ctx, target)
-	rec := &recorder{}
-	defer func() {
+	return p.run(ctx, KindDNS, target, func(ctx context.Context, rec *recorder, r *Result, start time.Time) {
+		name := strings.TrimSuffix(strings.TrimPrefix(target, "dns://"), "/")
+		if name == "" {
+			r.fail(status.Errorf(status.ClassOther, "target %q: want a name to resolve", target))
+			return
+		}
+		rec.mark(&rec.dnsStart)
+		answers, err := p.lookup(ctx, name)
+		rec.mark(&rec.dnsEnd)
+		if err != nil {
+			cls := status.Classify(err)
+			if cls != status.ClassTimeout {
+				cls = status.ClassDNS
+			}
+			r.fail(status.WithClass(cls, fmt.Errorf("resolve %s %s: %w", p.cfg.Type, name, err)))
+			return
+		}
+		r.Connected = true
+		r.Body = excerptOf([]byte(strings.Join(answers, "\n")))
+		if len(answers) == 0 {
+			r.fail(status.Errorf(status.ClassDNS, "resolve %s %s: no answers", p.cfg.Type, name))
+			return
+		}
+		var missing []string
+		for _, want := range p.cfg.Expect {
+			if !slices.ContainsFunc(answers, func(a string) bool { return sameAnswer(a, want) }) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) > 0 {
+			r.fail(status.Errorf(status.ClassCondition, "%s %s: expected %s, got %s", p.cfg.Type, name,
+				strings.Join(missing, ", "), strings.Join(answers, ", ")))
+			return
+		}
 		r.Latency = time.Since(start)
-		r.Phases = rec.phases()
-		p.endSpan(ctx, span, &r, rec)
-	}()
-	name := strings.TrimSuffix(strings.TrimPrefix(target, "dns://"), "/")
-	if name == "" {
-		r.fail(status.Errorf(status.ClassOther, "target %q: want a name to resolve", target))
-		return r
-	}
-	rec.mark(&rec.dnsStart)
-	answers, err := p.lookup(ctx, name)
-	rec.mark(&rec.dnsEnd)
-	if err != nil {
-		cls := status.Classify(err)
-		if cls != status.ClassTimeout {
-			cls = status.ClassDNS
-		}
-		r.fail(status.WithClass(cls, fmt.Errorf("resolve %s %s: %w", p.cfg.Type, name, err)))
-		return r
-	}
-	r.Connected = true
-	r.Body = excerptOf([]byte(strings.Join(answers, "\n")))
-	if len(answers) == 0 {
-		r.fail(status.Errorf(status.ClassDNS, "resolve %s %s: no answers", p.cfg.Type, name))
-		return r
-	}
-	var missing []string
-	for _, want := range p.cfg.Expect {
-		if !slices.ContainsFunc(answers, func(a string) bool { return sameAnswer(a, want) }) {
-			missing = append(missing, want)
-		}
-	}
-	if len(missing) > 0 {
-		r.fail(status.Errorf(status.ClassCondition, "%s %s: expected %s, got %s", p.cfg.Type, name,
-			strings.Join(missing, ", "), strings.Join(answers, ", ")))
-		return r
-	}
-	r.Latency = time.Since(start)
-	v := p.conds.Eval(context.WithoutCancel(ctx), &condition.Input{
-		Body: []byte(strings.Join(answers, "\n")), Latency: r.Latency, Now: p.clock.Now(),
+		v := p.conds.Eval(context.WithoutCancel(ctx), &condition.Input{
+			Body: []byte(strings.Join(answers, "\n")), Latency: r.Latency, Now: p.clock.Now(),
+		})
+		r.Status = status.Healthy
+		r.Reason = fmt.Sprintf("%s %s: %s", p.cfg.Type, name, strings.Join(answers, ", "))
+		r.judge(v)
+		return
 	})
-	r.Status = status.Healthy
-	r.Reason = fmt.Sprintf("%s %s: %s", p.cfg.Type, name, strings.Join(answers, ", "))
-	r.judge(v)
-	return r
 }
 
 func sameAnswer(a, b string) bool {

@@ -314,6 +314,30 @@ func (b *base) close() bool {
 
 // begin admits one probe: it fails once the prober is closed, and binds ctx
 // to the prober's lifetime and the module timeout. end must be called.
+// run is the frame every prober shares: it refuses work after Close,
+// bounds the probe by the module's timeout, opens the probe span (with its
+// phase children) and fills latency and phases however body returns;
+// start is the monotonic start, for bodies that judge latency.
+func (b *base) run(ctx context.Context, kind Kind, target string, body func(ctx context.Context, rec *recorder, r *Result, start time.Time)) (r Result) {
+	start := time.Now()
+	r = Result{Kind: kind, Target: target, Start: b.clock.Now()}
+	ctx, end, ok := b.begin(ctx)
+	defer end()
+	if !ok {
+		r.fail(errClosed)
+		return r
+	}
+	ctx, span := b.startSpan(ctx, target)
+	rec := &recorder{}
+	defer func() {
+		r.Latency = time.Since(start)
+		r.Phases = rec.phases()
+		b.endSpan(ctx, span, &r, rec)
+	}()
+	body(ctx, rec, &r, start)
+	return r
+}
+
 func (b *base) begin(ctx context.Context) (context.Context, func(), bool) {
 	if !b.work.enter() {
 		return ctx, func() {}, false

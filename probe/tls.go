@@ -35,58 +35,45 @@ func newTLSProber(m Module, b *base) (*tlsProber, error) {
 // the certificate: expired is unhealthy, under Module.ExpiryWarning
 // degraded.
 func (p *tlsProber) Probe(ctx context.Context, target string) (r Result) {
-	start := time.Now()
-	r = Result{Kind: KindTLS, Target: target, Start: p.clock.Now()}
-	ctx, end, ok := p.begin(ctx)
-	defer end()
-	if !ok {
-		r.fail(errClosed)
-		return r
-	}
-	ctx, span := p.startSpan(ctx, target)
-	rec := &recorder{}
-	defer func() {
-		r.Latency = time.Since(start)
-		r.Phases = rec.phases()
-		p.endSpan(ctx, span, &r, rec)
-	}()
-	host, port, err := hostPort(target, "443")
-	if err != nil {
-		r.fail(status.WithClass(status.ClassOther, err))
-		return r
-	}
-	c, err := p.dialer.dial(ctx, "tcp", net.JoinHostPort(host, port), rec)
-	if err != nil {
-		r.fail(err)
-		return r
-	}
-	r.Peer = c.RemoteAddr().String()
-	tc, err := p.dialer.handshake(ctx, c, forHost(p.cfg, host), rec)
-	if err != nil {
-		r.fail(err)
-		return r
-	}
-	tc.Close()
-	cs := tc.ConnectionState()
-	r.Connected, r.Handshakes = true, 1
-	info := tlsInfo(&cs)
-	if info != nil {
-		r.TLSNotAfter = info.NotAfter
-	}
-	r.Latency = time.Since(start)
-	now := p.clock.Now()
-	v := p.conds.Eval(context.WithoutCancel(ctx), &condition.Input{Latency: r.Latency, TLS: info, Now: now})
-	r.Status = status.Healthy
-	r.Reason = fmt.Sprintf("%s, certificate valid until %s", tls.VersionName(cs.Version), r.TLSNotAfter.UTC().Format(time.RFC3339))
-	r.judge(v)
-	if r.Status != status.Unhealthy {
-		if deg, exp, why := expiry(info, now, p.m.ExpiryWarning); exp {
-			r.fail(status.Errorf(status.ClassTLS, "%s", why))
-		} else if deg {
-			r.Status, r.Class, r.Reason, r.Err = status.Degraded, status.ClassTLS, why, nil
+	return p.run(ctx, KindTLS, target, func(ctx context.Context, rec *recorder, r *Result, start time.Time) {
+		host, port, err := hostPort(target, "443")
+		if err != nil {
+			r.fail(status.WithClass(status.ClassOther, err))
+			return
 		}
-	}
-	return r
+		c, err := p.dialer.dial(ctx, "tcp", net.JoinHostPort(host, port), rec)
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		r.Peer = c.RemoteAddr().String()
+		tc, err := p.dialer.handshake(ctx, c, forHost(p.cfg, host), rec)
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		tc.Close()
+		cs := tc.ConnectionState()
+		r.Connected, r.Handshakes = true, 1
+		info := tlsInfo(&cs)
+		if info != nil {
+			r.TLSNotAfter = info.NotAfter
+		}
+		r.Latency = time.Since(start)
+		now := p.clock.Now()
+		v := p.conds.Eval(context.WithoutCancel(ctx), &condition.Input{Latency: r.Latency, TLS: info, Now: now})
+		r.Status = status.Healthy
+		r.Reason = fmt.Sprintf("%s, certificate valid until %s", tls.VersionName(cs.Version), r.TLSNotAfter.UTC().Format(time.RFC3339))
+		r.judge(v)
+		if r.Status != status.Unhealthy {
+			if deg, exp, why := expiry(info, now, p.m.ExpiryWarning); exp {
+				r.fail(status.Errorf(status.ClassTLS, "%s", why))
+			} else if deg {
+				r.Status, r.Class, r.Reason, r.Err = status.Degraded, status.ClassTLS, why, nil
+			}
+		}
+		return
+	})
 }
 
 // Close cancels probes in flight.

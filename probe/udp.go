@@ -46,41 +46,28 @@ func newUDP(m Module, b *base) (*udpProber, error) {
 // and waits for one reply datagram. An ICMP port-unreachable comes back as
 // a refused connection.
 func (p *udpProber) Probe(ctx context.Context, target string) (r Result) {
-	start := time.Now()
-	r = Result{Kind: KindUDP, Target: target, Start: p.clock.Now()}
-	ctx, end, ok := p.begin(ctx)
-	defer end()
-	if !ok {
-		r.fail(errClosed)
-		return r
-	}
-	ctx, span := p.startSpan(ctx, target)
-	rec := &recorder{}
-	defer func() {
+	return p.run(ctx, KindUDP, target, func(ctx context.Context, rec *recorder, r *Result, start time.Time) {
+		host, port, err := hostPort(target, "")
+		if err != nil {
+			r.fail(status.WithClass(status.ClassOther, err))
+			return
+		}
+		c, err := p.dialer.dial(ctx, "udp", net.JoinHostPort(host, port), rec)
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		defer c.Close()
+		r.Peer = c.RemoteAddr().String()
+		reply, err := exchange(ctx, c, []byte(p.cfg.Send), true, p.expect, p.cfg.ReadLimit, p.m.ResponseTimeout, rec)
+		r.Body = excerptOf(reply)
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		r.Connected = true
 		r.Latency = time.Since(start)
-		r.Phases = rec.phases()
-		p.endSpan(ctx, span, &r, rec)
-	}()
-	host, port, err := hostPort(target, "")
-	if err != nil {
-		r.fail(status.WithClass(status.ClassOther, err))
-		return r
-	}
-	c, err := p.dialer.dial(ctx, "udp", net.JoinHostPort(host, port), rec)
-	if err != nil {
-		r.fail(err)
-		return r
-	}
-	defer c.Close()
-	r.Peer = c.RemoteAddr().String()
-	reply, err := exchange(ctx, c, []byte(p.cfg.Send), true, p.expect, p.cfg.ReadLimit, p.m.ResponseTimeout, rec)
-	r.Body = excerptOf(reply)
-	if err != nil {
-		r.fail(err)
-		return r
-	}
-	r.Connected = true
-	r.Latency = time.Since(start)
-	judgeReply(ctx, &r, p.expect, reply, p.conds, p.clock.Now(), nil)
-	return r
+		judgeReply(ctx, r, p.expect, reply, p.conds, p.clock.Now(), nil)
+		return
+	})
 }

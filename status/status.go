@@ -86,11 +86,11 @@ func Parse(name string) (Status, error) {
 // means the step did not happen (a reused connection has no DNS, Connect or
 // TLS phase).
 type Phases struct {
-	DNS      time.Duration
-	Connect  time.Duration
-	TLS      time.Duration
-	TTFB     time.Duration // request written → first response byte
-	Transfer time.Duration // first byte → body read
+	DNS      time.Duration `json:"dns_ns"`
+	Connect  time.Duration `json:"connect_ns"`
+	TLS      time.Duration `json:"tls_ns"`
+	TTFB     time.Duration `json:"ttfb_ns"`     // request written → first response byte
+	Transfer time.Duration `json:"transfer_ns"` // first byte → body read
 }
 
 // Result is the outcome of one check, probe or beat exchange.

@@ -14,16 +14,16 @@ type Event struct {
 	// Seq orders events; the monitor assigns it, strictly increasing, and
 	// watchers resume from it (SSE Last-Event-ID). It starts at 1 and is at
 	// most math.MaxInt64 (SQLite integers are signed).
-	Seq      uint64
-	Time     time.Time // wall time, for display and queries; required
-	Service  string
-	Instance string // empty for service- or zone-level events
-	Zone     string
-	From     string // instance state names: unknown, alive, suspect, down, degraded, protected, left
-	To       string
-	Reason   string // one human line: "phi=9.3 > 8; last beat 4.1s ago"
-	Source   string // passive, active, combined, protection, config, api
-	TraceID  string // W3C trace id (32 hex) of the evidence, when known
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"` // wall time, for display and queries; required
+	Service  string    `json:"service"`
+	Instance string    `json:"instance,omitempty"` // empty for service- or zone-level events
+	Zone     string    `json:"zone"`
+	From     string    `json:"from,omitempty"` // instance state names: unknown, alive, suspect, down, degraded, protected, left
+	To       string    `json:"to"`
+	Reason   string    `json:"reason"`             // one human line: "phi=9.3 > 8; last beat 4.1s ago"
+	Source   string    `json:"source"`             // passive, active, combined, protection, config, api
+	TraceID  string    `json:"trace_id,omitempty"` // W3C trace id (32 hex) of the evidence, when known
 }
 
 // Instance is the persisted state of one instance: enough for a restarted

@@ -279,7 +279,10 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("the down event of checkout-b2 has no reason on the page")
 	}
 	var hist struct {
-		Events []struct{ To, TraceID string } `json:"events"`
+		Events []struct {
+			To      string `json:"to"`
+			TraceID string `json:"trace_id"`
+		} `json:"events"`
 	}
 	f.getJSON("/api/v1/events?service=checkout&instance=checkout-b2&order=desc&limit=100", &hist)
 	downTrace := ""

@@ -132,17 +132,18 @@ export function stateStrip({ width, t0, t1, spans, label }) {
 }
 
 export const PHASES = [
-  ['DNS', 'dns'], ['Connect', 'connect'], ['TLS', 'tls'], ['TTFB', 'ttfb'], ['Transfer', 'transfer'],
+  ['DNS', 'dns_ns'], ['Connect', 'connect_ns'], ['TLS', 'tls_ns'], ['TTFB', 'ttfb_ns'], ['Transfer', 'transfer_ns'],
 ];
 
 // phaseBar draws one probe's phases as a stacked horizontal bar scaled to
 // max (ns). The numbers are in the table cells beside it.
 export function phaseBar(phases, max) {
   const bar = h('div', { class: 'phasebar', 'aria-hidden': 'true' });
-  for (const [key, cls] of PHASES) {
+  for (const [label, key] of PHASES) {
     const v = phases[key] || 0;
+    const cls = key.replace('_ns', '');
     if (v <= 0 || max <= 0) continue;
-    const seg = h('span', { class: `phase ph-${cls}`, title: `${key}` });
+    const seg = h('span', { class: `phase ph-${cls}`, title: `${label}` });
     seg.style.width = `${Math.max(0.5, (v / max) * 100)}%`;
     bar.append(seg);
   }

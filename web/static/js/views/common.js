@@ -15,13 +15,13 @@ export function traceCell(id) {
 
 // change renders an event's from → to.
 export function change(ev) {
-  if (!ev.Instance && (ev.To || '').startsWith('protection_')) {
-    const on = ev.To === 'protection_on';
-    return h('span', { class: `badge ${on ? 's-protected' : 's-alive'}`, dataset: { state: ev.To } },
+  if (!ev.instance && (ev.to || '').startsWith('protection_')) {
+    const on = ev.to === 'protection_on';
+    return h('span', { class: `badge ${on ? 's-protected' : 's-alive'}`, dataset: { state: ev.to } },
       h('span', { class: 'sym', 'aria-hidden': 'true' }, on ? '◆' : '◇'), on ? ' protection on' : ' protection off');
   }
-  if (!ev.Instance) return h('span', null, ev.To || ev.Source || 'notice');
-  return h('span', { class: 'change' }, ev.From ? badge(ev.From) : '', h('span', { class: 'arrow', 'aria-label': 'to' }, ' → '), badge(ev.To));
+  if (!ev.instance) return h('span', null, ev.to || ev.source || 'notice');
+  return h('span', { class: 'change' }, ev.from ? badge(ev.from) : '', h('span', { class: 'arrow', 'aria-label': 'to' }, ' → '), badge(ev.to));
 }
 
 // eventsTable renders events (newest first) as a table; cols picks the
@@ -44,22 +44,22 @@ export function eventsTable(events, { caption, service = true, instance = true, 
 }
 
 export function eventRow(ev, { service = true, instance = true } = {}) {
-  const t = parseTime(ev.Time);
+  const t = parseTime(ev.time);
   const cells = [h('td', { 'data-label': 'Time', class: 'when' }, timeEl(t, { clockFirst: true }))];
   if (service) {
-    cells.push(h('td', { 'data-label': 'Service' }, ev.Service ? h('a', { href: hashURL(['services', ev.Service]) }, ev.Service) : '—'));
+    cells.push(h('td', { 'data-label': 'Service' }, ev.service ? h('a', { href: hashURL(['services', ev.service]) }, ev.service) : '—'));
   }
   if (instance) {
-    cells.push(h('td', { 'data-label': 'Instance' }, ev.Instance
-      ? h('a', { href: hashURL(['services', ev.Service, 'instances', ev.Instance]) }, ev.Instance)
-      : h('span', { class: 'muted' }, ev.Source === 'protection' ? (ev.Zone === '' ? 'whole service' : 'whole zone') : '—')));
-    cells.push(h('td', { 'data-label': 'Zone' }, ev.Instance || ev.Zone ? zoneName(ev.Zone || '') : '—'));
+    cells.push(h('td', { 'data-label': 'Instance' }, ev.instance
+      ? h('a', { href: hashURL(['services', ev.service, 'instances', ev.instance]) }, ev.instance)
+      : h('span', { class: 'muted' }, ev.source === 'protection' ? (ev.zone === '' ? 'whole service' : 'whole zone') : '—')));
+    cells.push(h('td', { 'data-label': 'Zone' }, ev.instance || ev.zone ? zoneName(ev.zone || '') : '—'));
   }
   cells.push(h('td', { 'data-label': 'Change' }, change(ev)));
-  cells.push(h('td', { 'data-label': 'Reason', class: 'reason' }, ev.Reason || h('span', { class: 'muted' }, '—')));
-  cells.push(h('td', { 'data-label': 'Source' }, ev.Source || '—'));
-  cells.push(h('td', { 'data-label': 'Trace' }, traceCell(ev.TraceID)));
-  return h('tr', { dataset: { seq: ev.Seq, to: ev.To || '' } }, cells);
+  cells.push(h('td', { 'data-label': 'Reason', class: 'reason' }, ev.reason || h('span', { class: 'muted' }, '—')));
+  cells.push(h('td', { 'data-label': 'Source' }, ev.source || '—'));
+  cells.push(h('td', { 'data-label': 'Trace' }, traceCell(ev.trace_id)));
+  return h('tr', { dataset: { seq: ev.seq, to: ev.to || '' } }, cells);
 }
 
 // loading and error placeholders.

@@ -52,8 +52,8 @@ export function mount(root, params, query) {
   let exhausted = false;
   let gen = 0; // bumps on every filter change; stale answers are dropped
 
-  const matches = (ev) => (!f.service || ev.Service === f.service) && (!f.instance || ev.Instance === f.instance)
-    && (!f.to || ev.To === f.to) && (!f.source || ev.Source === f.source);
+  const matches = (ev) => (!f.service || ev.service === f.service) && (!f.instance || ev.instance === f.instance)
+    && (!f.to || ev.to === f.to) && (!f.source || ev.source === f.source);
 
   const render = () => {
     const shown = events.filter(matches);
@@ -71,18 +71,18 @@ export function mount(root, params, query) {
     if (f.service) q.set('service', f.service);
     if (f.instance) q.set('instance', f.instance);
     if (f.since) q.set('since', f.since);
-    if (cursor) q.set('until', new Date(parseTime(cursor.Time) + 1).toISOString());
+    if (cursor) q.set('until', new Date(parseTime(cursor.time) + 1).toISOString());
     const r = await get(`api/v1/events?${q}`);
     if (g !== gen || !alive) return 0;
-    const seen = new Set(events.map((e) => e.Seq));
-    const fresh = r.events.filter((e) => !seen.has(e.Seq));
+    const seen = new Set(events.map((e) => e.seq));
+    const fresh = r.events.filter((e) => !seen.has(e.seq));
     if (r.events.length === PAGE && fresh.length === 0) {
       // A whole page inside one millisecond: step past it.
-      warn.textContent = `More than ${PAGE} events share the instant ${cursor.Time}; some of them are not listed. Narrow the filters to see them.`;
-      cursor = { ...cursor, Time: new Date(parseTime(cursor.Time) - 1).toISOString() };
+      warn.textContent = `More than ${PAGE} events share the instant ${cursor.time}; some of them are not listed. Narrow the filters to see them.`;
+      cursor = { ...cursor, time: new Date(parseTime(cursor.time) - 1).toISOString() };
       return 0;
     }
-    events = [...events, ...fresh].sort((a, b) => b.Seq - a.Seq);
+    events = [...events, ...fresh].sort((a, b) => b.seq - a.seq);
     if (events.length) cursor = events[events.length - 1];
     if (r.events.length < PAGE) exhausted = true;
     return fresh.filter(matches).length;
@@ -121,7 +121,7 @@ export function mount(root, params, query) {
   const off = subscribe((type, ev) => {
     if (type === 'reset') { load(true); return; }
     if (type !== 'transition' && type !== 'protection' && type !== 'config') return;
-    if (events.some((e) => e.Seq === ev.Seq)) return;
+    if (events.some((e) => e.seq === ev.seq)) return;
     events.unshift(ev);
     if (matches(ev)) render();
   });

@@ -54,15 +54,15 @@ export function mount(root) {
   };
   get('api/v1/events?order=desc&limit=10').then((r) => {
     if (!alive) return;
-    const seen = new Set(recent.map((e) => e.Seq));
-    recent = [...recent, ...r.events.filter((e) => !seen.has(e.Seq))].sort((a, b) => b.Seq - a.Seq).slice(0, 10);
+    const seen = new Set(recent.map((e) => e.seq));
+    recent = [...recent, ...r.events.filter((e) => !seen.has(e.seq))].sort((a, b) => b.seq - a.seq).slice(0, 10);
     renderEvents();
   }).catch((e) => alive && eventsHost.replaceChildren(errorNote(e)));
 
   const off = subscribe((type, ev) => {
     if (type === 'reset') { refreshAttention(); return; }
     if (type !== 'transition' && type !== 'protection') return;
-    recent = [ev, ...recent.filter((e) => e.Seq !== ev.Seq)].slice(0, 10);
+    recent = [ev, ...recent.filter((e) => e.seq !== ev.seq)].slice(0, 10);
     renderEvents();
     refreshAttention();
   });

@@ -217,7 +217,7 @@ export function mount(root, params) {
     const max = Math.max(1, ...probeHist.map((p) => phaseTotal(p.phases)));
     keepFocus(phasesHost, () => phasesHost.replaceChildren(
       h('h3', null, 'Phase breakdown of the last probes'),
-      h('ul', { class: 'legend' }, PHASES.map(([name, cls]) => h('li', null, h('span', { class: `phase-sw ph-${cls}`, 'aria-hidden': 'true' }), ` ${name}`))),
+      h('ul', { class: 'legend' }, PHASES.map(([name, key]) => h('li', null, h('span', { class: `phase-sw ph-${key.replace('_ns', '')}`, 'aria-hidden': 'true' }), ` ${name}`))),
       wrapTable(h('table', { class: 'phases stack' },
         h('caption', { class: 'visually-hidden' }, 'Time spent in each phase of the last probes, newest first'),
         h('thead', null, h('tr', null, ['At', 'Probe', 'Status', ...PHASES.map(([n]) => n), 'Total', 'Breakdown'].map((c) => h('th', { scope: 'col', class: c === 'Breakdown' ? 'bar-col' : null }, c)))),
@@ -225,7 +225,7 @@ export function mount(root, params) {
           h('td', { 'data-label': 'At' }, fmtClock(p.atMs)),
           h('td', { 'data-label': 'Probe' }, p.module),
           h('td', { 'data-label': 'Status' }, p.status),
-          PHASES.map(([n]) => h('td', { 'data-label': n, class: 'num' }, p.phases && p.phases[n] ? fmtDur(p.phases[n]) : '—')),
+          PHASES.map(([n, key]) => h('td', { 'data-label': n, class: 'num' }, p.phases && p.phases[key] ? fmtDur(p.phases[key]) : '—')),
           h('td', { 'data-label': 'Total', class: 'num' }, fmtDur(p.latency_ns)),
           h('td', { class: 'bar-col' }, phaseBar(p.phases || {}, max)))))), 'Probe phases')));
   };
@@ -234,14 +234,14 @@ export function mount(root, params) {
   const renderEvents = () => keepFocus(eventsHost, () => eventsHost.replaceChildren(wrapTable(eventsTable(events, { service: false, instance: false, caption: `Events of ${instance}`, empty: 'No transitions recorded.' }), 'Events')));
   get(`api/v1/events?service=${encodeURIComponent(service)}&instance=${encodeURIComponent(instance)}&order=desc&limit=50`).then((r) => {
     if (!alive) return;
-    const seen = new Set(events.map((e) => e.Seq));
-    events = [...events, ...r.events.filter((e) => !seen.has(e.Seq))].sort((a, b) => b.Seq - a.Seq);
+    const seen = new Set(events.map((e) => e.seq));
+    events = [...events, ...r.events.filter((e) => !seen.has(e.seq))].sort((a, b) => b.seq - a.seq);
     renderEvents();
   }).catch((e) => alive && eventsHost.replaceChildren(errorNote(e)));
 
   const off = subscribe((type, ev) => {
-    if (type !== 'transition' || ev.Service !== service || ev.Instance !== instance) return;
-    events = [ev, ...events.filter((e) => e.Seq !== ev.Seq)].slice(0, 200);
+    if (type !== 'transition' || ev.service !== service || ev.instance !== instance) return;
+    events = [ev, ...events.filter((e) => e.seq !== ev.seq)].slice(0, 200);
     renderEvents();
     poll();
   });
@@ -256,5 +256,5 @@ export function mount(root, params) {
 
 function phaseTotal(ph) {
   if (!ph) return 0;
-  return PHASES.reduce((n, [k]) => n + (ph[k] || 0), 0);
+  return PHASES.reduce((n, [, k]) => n + (ph[k] || 0), 0);
 }

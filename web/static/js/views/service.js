@@ -180,7 +180,7 @@ export function mount(root, params, query) {
   };
 
   const off = subscribe((type, ev) => {
-    if (type === 'reset' || ((type === 'transition' || type === 'protection') && ev.Service === name)) load();
+    if (type === 'reset' || ((type === 'transition' || type === 'protection') && ev.service === name)) load();
   });
   const offSvc = services.on(renderService);
   renderService(services);

@@ -78,8 +78,9 @@ func (m *Monitor) forwardForeign(obs []ingest.Observation) []ingest.Observation 
 // now owns are taken over in grace: their detectors are seeded as if a
 // beat had just arrived (with the estimates mirrored from the previous
 // owner), so a takeover causes no down storm. Instances it no longer owns
-// stop being judged and probed here.
-func (m *Monitor) Reown() {
+// stop being judged and probed here. It returns the instances taken over,
+// so the caller can publish their state under its own name.
+func (m *Monitor) Reown() (gained []store.Key) {
 	m.mu.Lock()
 	defer m.unlock()
 	now := m.now()
@@ -90,6 +91,7 @@ func (m *Monitor) Reown() {
 			case o && !in.foreign:
 				continue
 			case o:
+				gained = append(gained, store.Key{Service: s.name, Instance: in.name})
 				in.foreign = false
 				in.registered = now // the start-up grace applies to a takeover
 				if s.cfg.spec.Passive.Enabled && in.beats > 0 {
@@ -114,6 +116,36 @@ func (m *Monitor) Reown() {
 		}
 	}
 	m.sched.poke()
+	return gained
+}
+
+// Snapshots returns the current state of the given instances, with the
+// detector estimates a takeover seeds from (unknown keys are skipped), or
+// of every instance this node owns when keys is nil. In cluster mode it is
+// what a node publishes for its peers.
+func (m *Monitor) Snapshots(keys []store.Key) []store.Instance {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if keys == nil {
+		var out []store.Instance
+		for _, s := range m.order {
+			for _, in := range s.byName {
+				if !in.foreign {
+					out = append(out, m.snapshotLocked(in))
+				}
+			}
+		}
+		return out
+	}
+	out := make([]store.Instance, 0, len(keys))
+	for _, k := range keys {
+		if s := m.services[k.Service]; s != nil {
+			if in := s.byName[k.Instance]; in != nil {
+				out = append(out, m.snapshotLocked(in))
+			}
+		}
+	}
+	return out
 }
 
 // Mirror applies states published by the owners of instances this node

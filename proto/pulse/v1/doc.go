@@ -1,5 +1,6 @@
 // Package pulsev1 owns the generated Go code of the pulse.v1 gRPC API
-// (pulse.proto): the Monitor service and its messages. Edit pulse.proto and
+// (pulse.proto): the Monitor service and its messages; cluster.proto: the
+// Cluster service nodes of a cluster serve each other. Edit the .proto files and
 // regenerate; never edit the .pb.go files by hand.
 //
 // Regenerate with protoc (apt-get install protobuf-compiler), protoc-gen-go
@@ -10,4 +11,4 @@
 //	go generate ./proto/pulse/v1
 package pulsev1
 
-//go:generate protoc --proto_path=. --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative pulse.proto
+//go:generate protoc --proto_path=. --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative pulse.proto cluster.proto

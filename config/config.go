@@ -54,7 +54,7 @@ func LAN() Preset {
 		Protection: monitor.ProtectionSpec{SuspectShare: 0.3, MinGroup: 3, MaxEjection: 0.5,
 			Backoff: 5 * time.Second, BackoffMax: 5 * time.Minute, Overwhelm: 10},
 		Verdict: monitor.VerdictSpec{DownAfter: 2 * time.Second, RecoverAfter: 3, Retries: 1,
-			StartupGrace: 10 * time.Second, RemoveGrace: 30 * time.Second,
+			StartupGrace: 10 * time.Second, RemoveGrace: 30 * time.Second, ForgetAfter: time.Hour,
 			Flap: monitor.FlapSpec{Penalty: 1000, Suppress: 2000, Reuse: 750, HalfLife: 30 * time.Second}},
 		ProbeInterval: 5 * time.Second,
 		ProbeTimeout:  2 * time.Second,
@@ -71,6 +71,7 @@ func WAN() Preset {
 	p.Verdict.DownAfter = 10 * time.Second
 	p.Verdict.StartupGrace = time.Minute
 	p.Verdict.RemoveGrace = 2 * time.Minute
+	p.Verdict.ForgetAfter = 6 * time.Hour
 	p.Verdict.Flap.HalfLife = 2 * time.Minute
 	p.ProbeInterval, p.ProbeTimeout = 15*time.Second, 5*time.Second
 	return p

@@ -209,3 +209,23 @@ func TestWANPreset(t *testing.T) {
 		t.Fatalf("wan: %+v", s)
 	}
 }
+
+// Zero is a value: retries: 0 turns retries off; a service's own
+// protection section does not undo disabled: true from defaults.
+func TestZeroAndInheritedFlags(t *testing.T) {
+	c, err := Parse("p.yaml", []byte(`defaults:
+  protection: {disabled: true}
+services:
+  - name: s
+    passive: {tokens: [{value: 0123456789abcdef}]}
+    verdict: {retries: 0}
+    protection: {max_ejection: 20%}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Spec.Services[0]
+	if s.Verdict.Retries != 0 || !s.Protection.Disabled || s.Protection.MaxEjection != 0.2 {
+		t.Fatalf("retries %d disabled %v max %v", s.Verdict.Retries, s.Protection.Disabled, s.Protection.MaxEjection)
+	}
+}

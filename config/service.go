@@ -192,16 +192,21 @@ func mergeProtection(field string, out monitor.ProtectionSpec, d, s *Protection,
 			continue
 		}
 		f := l.field
-		out.Disabled = l.v.Disabled
+		if l.v.Disabled != nil {
+			out.Disabled = *l.v.Disabled
+		}
 		out.SuspectShare = l.v.SuspectShare.Or(out.SuspectShare)
 		out.MaxEjection = l.v.MaxEjection.Or(out.MaxEjection)
-		if l.v.MinGroup != 0 {
-			out.MinGroup = l.v.MinGroup
+		if l.v.MinGroup != nil {
+			out.MinGroup = *l.v.MinGroup
 		}
 		out.Backoff = l.v.Backoff.Or(out.Backoff)
 		out.BackoffMax = l.v.BackoffMax.Or(out.BackoffMax)
 		if l.v.Overwhelm != 0 {
 			out.Overwhelm = l.v.Overwhelm
+		}
+		if out.Disabled {
+			continue // the rest does not matter while protection is off
 		}
 		if out.SuspectShare <= 0 {
 			p.add(f+".suspect_share", "must be above 0 (or set disabled: true)")
@@ -231,14 +236,17 @@ func mergeVerdict(field string, out monitor.VerdictSpec, d, s *Verdict, p *probl
 		out.DownAfter = l.v.DownAfter.Or(out.DownAfter)
 		out.StartupGrace = l.v.StartupGrace.Or(out.StartupGrace)
 		out.RemoveGrace = l.v.RemoveGrace.Or(out.RemoveGrace)
-		if l.v.RecoverAfter != 0 {
-			out.RecoverAfter = l.v.RecoverAfter
+		out.ForgetAfter = l.v.ForgetAfter.Or(out.ForgetAfter)
+		if l.v.RecoverAfter != nil {
+			out.RecoverAfter = *l.v.RecoverAfter
 		}
-		if l.v.Retries != 0 {
-			out.Retries = l.v.Retries
+		if l.v.Retries != nil {
+			out.Retries = *l.v.Retries
 		}
 		if fl := l.v.Flap; fl != nil {
-			out.Flap.Disabled = fl.Disabled
+			if fl.Disabled != nil {
+				out.Flap.Disabled = *fl.Disabled
+			}
 			if fl.Penalty != 0 {
 				out.Flap.Penalty = fl.Penalty
 			}
@@ -263,7 +271,7 @@ func mergeVerdict(field string, out monitor.VerdictSpec, d, s *Verdict, p *probl
 		if out.Retries < 0 || out.Retries > 10 {
 			p.add(f+".retries", "%d is outside 0..10", out.Retries)
 		}
-		if out.StartupGrace < 0 || out.RemoveGrace < 0 {
+		if out.StartupGrace < 0 || out.RemoveGrace < 0 || out.ForgetAfter < 0 {
 			p.add(f, "grace periods cannot be negative")
 		}
 	}

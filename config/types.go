@@ -233,7 +233,7 @@ type Protection struct {
 	SuspectShare Fraction `yaml:"suspect_share,omitempty"`
 	// MinGroup: protection only for zones/services of at least this many
 	// instances (default 3).
-	MinGroup int `yaml:"min_group,omitempty"`
+	MinGroup *int `yaml:"min_group,omitempty"`
 	// MaxEjection: at most this share of a service may be down at once
 	// (default 50%, as a share: 0.5 or "50%").
 	MaxEjection Fraction `yaml:"max_ejection,omitempty"`
@@ -244,16 +244,17 @@ type Protection struct {
 	// Overwhelm: inside a protected zone an instance is still declared down
 	// when its silence exceeds this multiple of the zone's typical silence.
 	Overwhelm float64 `yaml:"overwhelm,omitempty"`
-	Disabled  bool    `yaml:"disabled,omitempty"`
+	Disabled  *bool   `yaml:"disabled,omitempty"`
 }
 
 // Verdict tunes the state machine.
 type Verdict struct {
 	DownAfter    Duration `yaml:"down_after,omitempty"`    // suspect this long → down
-	RecoverAfter int      `yaml:"recover_after,omitempty"` // successes to return to alive
-	Retries      int      `yaml:"retries,omitempty"`       // extra probes before an active failure counts
+	RecoverAfter *int     `yaml:"recover_after,omitempty"` // successes to return to alive
+	Retries      *int     `yaml:"retries,omitempty"`       // extra probes before an active failure counts (0 allowed)
 	StartupGrace Duration `yaml:"startup_grace,omitempty"` // no down verdicts this soon after start or registration
 	RemoveGrace  Duration `yaml:"remove_grace,omitempty"`  // an instance removed from config leaves after this
+	ForgetAfter  Duration `yaml:"forget_after,omitempty"`  // a beat-registered instance down this long is forgotten
 	Flap         *Flap    `yaml:"flap,omitempty"`
 }
 
@@ -263,7 +264,7 @@ type Flap struct {
 	Suppress float64  `yaml:"suppress,omitempty"`  // held out above this (default 2000)
 	Reuse    float64  `yaml:"reuse,omitempty"`     // back in below this (default 750)
 	HalfLife Duration `yaml:"half_life,omitempty"` // penalty halves in this time (default 30s)
-	Disabled bool     `yaml:"disabled,omitempty"`
+	Disabled *bool    `yaml:"disabled,omitempty"`
 }
 
 // Metrics configures per-service metrics.

@@ -86,7 +86,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err := fw.Add(dir); err != nil {
 		return fmt.Errorf("config: watch %s: %w", dir, err)
 	}
-	name := filepath.Clean(w.path)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -94,13 +93,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-fw.Events:
+		case _, ok := <-fw.Events:
 			if !ok {
 				return errors.New("config: file watcher closed")
 			}
-			if filepath.Clean(ev.Name) != name {
-				continue
-			}
+			// Any change in the directory may be ours: editors rename over
+			// the file, and Kubernetes swaps a ..data symlink. The content
+			// hash decides whether anything changed.
 			// Coalesce the burst of events one save makes.
 			timer.Reset(w.debounce)
 		case err, ok := <-fw.Errors:
@@ -109,15 +108,17 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			w.log.Warn("config file watch error", "file", w.path, "err", err)
 		case <-timer.C:
-			w.try("file changed")
+			w.try("file changed", false)
 		case <-w.reload:
-			w.try("reload requested")
+			// An explicit reload applies even an unchanged file: secrets
+			// read from files or the environment may have changed.
+			w.try("reload requested", true)
 		}
 	}
 }
 
 // try loads and applies the file once.
-func (w *Watcher) try(why string) {
+func (w *Watcher) try(why string, force bool) {
 	c, err := Load(w.path)
 	now := time.Now()
 	if err != nil {
@@ -127,7 +128,7 @@ func (w *Watcher) try(why string) {
 	w.mu.Lock()
 	same := w.current != nil && w.current.Hash == c.Hash
 	w.mu.Unlock()
-	if same {
+	if same && !force {
 		return
 	}
 	if err := w.apply(c); err != nil {

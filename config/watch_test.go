@@ -90,15 +90,21 @@ func TestWatcherReloads(t *testing.T) {
 			t.Fatalf("log lacks %s:\n%s", want, out)
 		}
 	}
-	// SIGHUP path: Reload re-reads; an unchanged good file is not re-applied.
+	// The file is restored: applied again (it differs from what failed, but
+	// it equals the running config, so only an explicit reload applies it).
 	writeCfg(t, path, strings.Replace(goodCfg, "%s", "10s", 1))
-	time.Sleep(300 * time.Millisecond)
-	w.Reload()
 	time.Sleep(300 * time.Millisecond)
 	select {
 	case c := <-applied:
-		t.Fatalf("an unchanged configuration was applied again: %s", c.Hash)
+		t.Fatalf("an unchanged configuration was applied on a file event: %s", c.Hash)
 	default:
+	}
+	// SIGHUP path: an explicit reload applies even an unchanged file.
+	w.Reload()
+	select {
+	case <-applied:
+	case <-time.After(5 * time.Second):
+		t.Fatal("an explicit reload did not apply")
 	}
 }
 
@@ -109,8 +115,51 @@ func TestWatcherApplyError(t *testing.T) {
 	cur, _ := Load(path)
 	w := NewWatcher(path, cur, func(*Config) error { return os.ErrPermission }, nil)
 	writeCfg(t, path, strings.Replace(goodCfg, "%s", "5s", 1))
-	w.try("test")
+	w.try("test", false)
 	if s := w.Stats(); s.Failures != 1 || w.Current() != cur {
 		t.Fatalf("apply error not handled: %+v", s)
+	}
+}
+
+// Kubernetes mounts a ConfigMap as pulse.yaml → ..data/pulse.yaml and
+// updates it by swapping the ..data symlink; the file itself never gets an
+// event. The watcher must still notice.
+func TestWatcherConfigMapSymlinkSwap(t *testing.T) {
+	dir := t.TempDir()
+	v1, v2 := filepath.Join(dir, "..v1"), filepath.Join(dir, "..v2")
+	os.Mkdir(v1, 0o755)
+	os.Mkdir(v2, 0o755)
+	os.WriteFile(filepath.Join(v1, "pulse.yaml"), []byte(strings.Replace(goodCfg, "%s", "30s", 1)), 0o644)
+	os.WriteFile(filepath.Join(v2, "pulse.yaml"), []byte(strings.Replace(goodCfg, "%s", "5s", 1)), 0o644)
+	if err := os.Symlink("..v1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "pulse.yaml")
+	if err := os.Symlink(filepath.Join("..data", "pulse.yaml"), path); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan *Config, 2)
+	w := NewWatcher(path, cur, func(c *Config) error { applied <- c; return nil }, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(100 * time.Millisecond)
+	// The kubelet's atomic swap: a new symlink renamed over ..data.
+	os.Symlink("..v2", filepath.Join(dir, "..data_tmp"))
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-applied:
+		if iv := c.Spec.Services[0].Passive.Interval; iv != 5*time.Second {
+			t.Fatalf("applied %v", iv)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a ConfigMap-style symlink swap was not noticed")
 	}
 }

@@ -208,6 +208,12 @@ func (m *Monitor) judgeLocked(in *instance, now time.Duration) {
 	if in.foreign {
 		return // its owner judges it; Mirror keeps the state
 	}
+	if in.removeAt > 0 {
+		// Leaving: its beats are no longer accepted, so silence is
+		// expected, not a failure.
+		m.wheel.schedule(in, in.removeAt)
+		return
+	}
 	s := in.svc
 	v := &s.cfg.spec.Verdict
 	ev := m.gather(in, now)
@@ -230,6 +236,17 @@ func (m *Monitor) judgeLocked(in *instance, now time.Duration) {
 		case Protected:
 			next = m.confirmLocked(in, ev, now)
 		case Down:
+		}
+		// An instance registered by its beats that has been silent this
+		// long is gone (a replaced pod): forget it, whatever protection
+		// or the ejection cap made of it.
+		if f := v.ForgetAfter; f > 0 && in.static == nil {
+			if ev.silence >= f {
+				m.transitionLocked(in, Left, "config", fmt.Sprintf("forgotten: silent for %s and not declared in the configuration", ev.silence.Round(time.Second)), now)
+				m.deleteInstanceLocked(in)
+				return
+			}
+			next = min(next, now+f-ev.silence)
 		}
 	case !ev.known:
 		// Nothing heard yet: stay unknown; the grace ends a wait.
@@ -273,6 +290,12 @@ func (m *Monitor) confirmLocked(in *instance, ev evidence, now time.Duration) ti
 		return recheck
 	}
 	if !p.Disabled {
+		if hold, until, why := m.coincidentLocked(in, ev, now); hold {
+			if in.reason != why {
+				m.transitionLocked(in, Suspect, "protection", why, now)
+			}
+			return until
+		}
 		if g := m.protectingGroup(in); g != nil && !m.overwhelmingLocked(in, g, ev, now) {
 			m.protectLocked(in, "protection: "+g.reason, now)
 			return recheck
@@ -477,4 +500,40 @@ func (m *Monitor) logProbeFailure(in *instance, module string, attempt int, r *p
 			"instance", inst, "zone", zone, "module", module, "source", "active", "attempt", attempt,
 			"latency", latency, "error_class", class, "reason", reason)
 	})
+}
+
+// coincidentLocked holds a down verdict while suspicion in the instance's
+// zone (or service) is building: independent failures rarely coincide, so
+// when other instances turned suspect around the same time, the picture is
+// given up to three down_after periods to become a correlated failure
+// (and protection) instead of ejecting the first few victims of a network
+// fault, whose detectors simply expired first. A single failing instance,
+// or a definitive failure (a refusing port), is not held.
+func (m *Monitor) coincidentLocked(in *instance, ev evidence, now time.Duration) (hold bool, until time.Duration, why string) {
+	if ev.definitive {
+		return false, 0, ""
+	}
+	s := in.svc
+	p := &s.cfg.spec.Protection
+	v := &s.cfg.spec.Verdict
+	until = in.since + 3*v.DownAfter
+	if in.state != Suspect || now >= until {
+		return false, 0, ""
+	}
+	for _, g := range []*group{in.zone, &s.all} {
+		if g.total < p.MinGroup {
+			continue
+		}
+		n := g.counts[Suspect] + g.counts[Protected]
+		share := float64(n) / float64(g.total)
+		if n >= 2 && share >= p.SuspectShare/3 {
+			what := "zone " + g.name
+			if g == &s.all || g.name == "" {
+				what = "service " + s.name
+			}
+			return true, until, fmt.Sprintf("holding the down verdict: other instances of %s turned suspect at the same time; waiting up to %s to tell a correlated failure from individual ones",
+				what, 3*v.DownAfter)
+		}
+	}
+	return false, 0, ""
 }

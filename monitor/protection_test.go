@@ -231,3 +231,84 @@ func TestRestartRaisesNoDown(t *testing.T) {
 		})
 	}
 }
+
+// A partition whose victims' detectors expire at different times (their
+// learned intervals differ) must not eject the first few before the share
+// of suspects reaches the protection threshold: coinciding suspicions hold
+// the down verdict until the picture is clear.
+func TestStaggeredPartitionHoldsEarlyVictims(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		svc := passiveService("shop", 30, "a", "b", "c")
+		h := start(t, Options{}, svc)
+		defer h.stop()
+		cutAt := map[string]time.Duration{}
+		k := 0
+		for _, in := range svc.Instances {
+			if in.Zone == "a" && k < 6 {
+				cutAt[in.Name] = 30*time.Second + time.Duration(k)*1200*time.Millisecond
+				k++
+			}
+		}
+		go h.beatLoop("shop", time.Second, 90*time.Second, func(in string, at time.Duration) bool {
+			c, ok := cutAt[in]
+			return !ok || at < c || at >= 70*time.Second
+		}, names(svc))
+		time.Sleep(90 * time.Second)
+		if n := h.count("down"); n != 0 {
+			t.Fatalf("%d downs during a staggered partition: %v", n, h.collect())
+		}
+		on := false
+		for _, e := range h.collect() {
+			on = on || (e.To == "protection_on" && e.Zone == "a")
+		}
+		if !on {
+			t.Fatal("protection never turned on for zone a")
+		}
+		time.Sleep(10 * time.Second)
+	})
+}
+
+// Instances registered by their beats are forgotten after forget_after
+// down; declared ones stay.
+func TestForgetAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		svc := passiveService("api", 1)
+		svc.RegisterByBeats = true
+		svc.Verdict.ForgetAfter = time.Minute
+		h := start(t, Options{}, svc)
+		defer h.stop()
+		h.beatLoop("api", time.Second, 10*time.Second, func(string, time.Duration) bool { return true }, []string{"i0", "pod-7f9c"})
+		time.Sleep(3 * time.Minute)
+		if _, err := h.m.Instance("api", "pod-7f9c"); err == nil {
+			t.Fatal("a beat-registered instance down for longer than forget_after is still listed")
+		}
+		if e, ok := h.lastEvent("api", "pod-7f9c", "left"); !ok || !contains(e.Reason, "forgotten") {
+			t.Fatalf("no forget event: %+v", e)
+		}
+		if v := h.state("api", "i0"); v.State != Down {
+			t.Fatalf("declared instance: %v", v.State)
+		}
+	})
+}
+
+// An instance removed from the configuration leaves quietly: no suspicion
+// or down while its removal grace runs (its beats are no longer taken).
+func TestRemovedServiceLeavesQuietly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		svc := passiveService("api", 3)
+		other := passiveService("web", 1)
+		h := start(t, Options{}, svc, other)
+		defer h.stop()
+		h.beatLoop("api", time.Second, 10*time.Second, func(string, time.Duration) bool { return true }, names(svc))
+		if err := h.m.Apply(&Spec{Services: []ServiceSpec{other}}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(15 * time.Second)
+		for _, n := range names(svc) {
+			got := h.transitions("api", n)
+			if len(got) != 2 || got[1] != "alive→left" {
+				t.Fatalf("%s: %v, want unknown→alive then alive→left", n, got)
+			}
+		}
+	})
+}

@@ -81,7 +81,10 @@ type VerdictSpec struct {
 	Retries      int
 	StartupGrace time.Duration
 	RemoveGrace  time.Duration
-	Flap         FlapSpec
+	// ForgetAfter: an instance registered by its beats (not declared in the
+	// config) that has been down this long is forgotten (0: never).
+	ForgetAfter time.Duration
+	Flap        FlapSpec
 }
 
 // FlapSpec configures flap damping.

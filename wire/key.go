@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -46,26 +45,26 @@ func NewKey(id uint16, secret []byte) (*Key, error) {
 	return k, nil
 }
 
-// ParseKey parses "ID:HEXSECRET" (the format of a key file line), for
-// example "1:6f1c…". Surrounding space is ignored.
+// ParseKey parses "ID:SECRET" (the format of a key file line), for
+// example "1:9f86d081884c7d659a2feaa0c55ad015". The secret is used as
+// written, byte for byte, exactly as the same string in pulse.yaml
+// (`keys: [{id: 1, secret: {value: ...}}]`), so one string configures both
+// ends; `openssl rand -hex 32` makes a good one. Surrounding space is
+// ignored.
 func ParseKey(s string) (*Key, error) {
 	s = strings.TrimSpace(s)
-	idText, hexText, ok := strings.Cut(s, ":")
+	idText, secret, ok := strings.Cut(s, ":")
 	if !ok {
-		return nil, errors.New(`wire: key must look like "ID:HEXSECRET", e.g. "1:9f86d081884c7d659a2feaa0c55ad015"`)
+		return nil, errors.New(`wire: key must look like "ID:SECRET", e.g. "1:9f86d081884c7d659a2feaa0c55ad015"`)
 	}
 	id, err := strconv.ParseUint(strings.TrimSpace(idText), 10, 16)
 	if err != nil {
 		return nil, fmt.Errorf("wire: key id %q: want a number 0..65535: %w", idText, err)
 	}
-	secret, err := hex.DecodeString(strings.TrimSpace(hexText))
-	if err != nil {
-		return nil, fmt.Errorf("wire: key %d: secret is not hex: %w", id, err)
-	}
-	return NewKey(uint16(id), secret)
+	return NewKey(uint16(id), []byte(strings.TrimSpace(secret)))
 }
 
-// ParseKeyFile reads keys from a key file: one "ID:HEXSECRET" per line,
+// ParseKeyFile reads keys from a key file: one "ID:SECRET" per line,
 // blank lines and lines starting with '#' ignored. A sender signs with the
 // first key; a receiver accepts all of them.
 func ParseKeyFile(data []byte) ([]*Key, error) {
@@ -87,7 +86,7 @@ func ParseKeyFile(data []byte) ([]*Key, error) {
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
-		return nil, errors.New(`wire: key file has no key (want lines "ID:HEXSECRET")`)
+		return nil, errors.New(`wire: key file has no key (want lines "ID:SECRET")`)
 	}
 	return keys, nil
 }

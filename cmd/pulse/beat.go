@@ -61,7 +61,7 @@ a 2xx JSON body with "status":"DOWN" is unhealthy and one with a non-zero
 	fl.StringVar(&f.instance, "instance", host, "instance id")
 	fl.StringVar(&f.monitor, "monitor", "", "monitor address: host:port for udp (default 127.0.0.1:7702) and grpc (127.0.0.1:7701), a URL for http (http://127.0.0.1:7700)")
 	fl.StringVar(&f.transport, "transport", "udp", "udp, http or grpc")
-	fl.StringVar(&f.keyFile, "key-file", "", "UDP key file: lines of ID:HEXSECRET; the first key signs")
+	fl.StringVar(&f.keyFile, "key-file", "", "UDP key file: lines of ID:SECRET (the same secret string as in pulse.yaml); the first key signs")
 	fl.StringVar(&f.tokenFile, "token-file", "", "HTTP/gRPC bearer token file (or set PULSE_TOKEN)")
 	fl.DurationVar(&f.interval, "interval", 10*time.Second, "beat interval until the monitor says otherwise")
 	fl.DurationVar(&f.jitter, "jitter", 0, "± jitter per interval (default interval/10)")
@@ -92,7 +92,7 @@ func runBeat(ctx context.Context, stderr io.Writer, f beatFlags) error {
 	switch tr {
 	case wire.UDP:
 		if f.keyFile == "" {
-			return errors.New("beat: UDP needs --key-file (a file with a line ID:HEXSECRET shared with the monitor)")
+			return errors.New("beat: UDP needs --key-file (a file with a line ID:SECRET, the secret as written in the monitor's pulse.yaml)")
 		}
 		data, err := os.ReadFile(f.keyFile)
 		if err != nil {

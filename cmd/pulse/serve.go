@@ -28,7 +28,7 @@ func (f *serveFlags) register(cmd *cobra.Command, defaultData string) {
 	fl.StringVar(&f.httpAddr, "http-addr", "", "HTTP listen address: API, dashboard, /metrics, /livez, /readyz (default 127.0.0.1:7700)")
 	fl.StringVar(&f.grpcAddr, "grpc-addr", "", "gRPC listen address: pulse.v1.Monitor and grpc.health.v1 (default 127.0.0.1:7701)")
 	fl.StringVar(&f.udpAddr, "udp-addr", "", "UDP beat listen address (default 127.0.0.1:7702)")
-	fl.StringVar(&f.dataDir, "data", defaultData, "data directory holding pulse.db")
+	fl.StringVar(&f.dataDir, "data", defaultData, "data directory holding pulse.db (default: data_dir from the config, else ./pulse-data)")
 	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default from config, else info)")
 	fl.StringVar(&f.logFormat, "log-format", "", "json or text (default: text on a terminal, json otherwise)")
 	fl.DurationVar(&f.drain, "drain", 5*time.Second, "how long /readyz answers 503 before the listeners close on shutdown")
@@ -106,6 +106,6 @@ and stop cleanly; SIGHUP reloads the configuration.`,
 			return d.Run(cmd.Context())
 		},
 	}
-	f.register(cmd, config.DefaultDataDir)
+	f.register(cmd, "")
 	return cmd
 }

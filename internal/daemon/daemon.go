@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -94,7 +95,7 @@ type Daemon struct {
 // New builds every part and binds every listener, so that a bad address
 // or an unreadable data directory fails here, with a message, before
 // anything runs. It starts no goroutine.
-func New(opts Options) (d *Daemon, err error) {
+func New(opts Options) (_ *Daemon, err error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
@@ -107,7 +108,7 @@ func New(opts Options) (d *Daemon, err error) {
 			return nil, err
 		}
 	}
-	d = &Daemon{opts: opts, cfg: cfg, log: opts.Logger, ready: make(chan struct{})}
+	d := &Daemon{opts: opts, cfg: cfg, log: opts.Logger, ready: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			d.closeAll()
@@ -165,8 +166,10 @@ func New(opts Options) (d *Daemon, err error) {
 		return nil, err
 	}
 	ingestOpts := []ingest.Option{ingest.WithTracerProvider(tp)}
+	// The instance table bounds memory against floods of authenticated
+	// but bogus instance names; sized for a million-instance fleet.
 	d.recv, err = ingest.New(ingest.Config{UDPConn: d.udpConn, Keys: keys, Tokens: tokens, Sink: d.mon,
-		Directives: d.mon.Directives}, ingestOpts...)
+		Directives: d.mon.Directives, MaxInstances: 2_000_000}, ingestOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +285,36 @@ func credentials4(spec *monitor.Spec) (*wire.Keyring, map[string][]string, error
 }
 
 // applyConfig is the reload path: validate everything first, then swap.
+// Settings that only take effect at start (listeners, logging, TLS,
+// telemetry, the data directory) are reported when they change, so the
+// operator knows a restart is needed for them.
 func (d *Daemon) applyConfig(c *config.Config) error {
+	d.mu.Lock()
+	old := d.cfg
+	d.mu.Unlock()
+	var restart []string
+	if old.Listen != c.Listen {
+		restart = append(restart, "listen")
+	}
+	if old.Log != c.Log {
+		restart = append(restart, "log")
+	}
+	if !reflect.DeepEqual(old.TLS, c.TLS) {
+		restart = append(restart, "tls")
+	}
+	if !reflect.DeepEqual(old.Telemetry, c.Telemetry) {
+		restart = append(restart, "telemetry")
+	}
+	if old.DataDir != c.DataDir {
+		restart = append(restart, "data_dir")
+	}
+	if old.TraceURL != c.TraceURL {
+		restart = append(restart, "api.trace_url")
+	}
+	if len(restart) > 0 {
+		d.log.Warn("configuration fields changed that take effect only after a restart; the rest is applied now",
+			"fields", restart, "file", c.Source)
+	}
 	keys, tokens, err := credentials4(&c.Spec)
 	if err != nil {
 		return err

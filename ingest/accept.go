@@ -84,7 +84,7 @@ func (r *Receiver) accept(t wire.Transport, q *beatReq) result {
 	bodyPool.Put(kp)
 	if st == nil {
 		r.c.dropped[DropLimit].Add(1)
-		return result{drop: DropLimit, msg: "the monitor's instance table is full; retry later or raise MaxInstances"}
+		return result{drop: DropLimit, msg: "the monitor's instance table is full (instances idle for a day are forgotten); spread the fleet over more monitors"}
 	}
 	st.lastSeen.Store(int64(now.Sub(r.origin)))
 	room := r.q.reserve(1)

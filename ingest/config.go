@@ -48,7 +48,7 @@ type Config struct {
 	BatchSize    int           // datagrams per read and observations per sink call (default 256)
 	Readers      int           // UDP reader goroutines (default min(GOMAXPROCS, 4))
 	ReadBuffer   int           // UDP socket receive buffer in bytes (default 4 MiB)
-	MaxInstances int           // instance table bound (default 200000)
+	MaxInstances int           // instance table bound (default 200000; the daemon sets 2,000,000)
 	IdleTTL      time.Duration // forget an instance's replay window after this long without beats (default 24h)
 	MaxBodyBytes int64         // HTTP beat body limit (default 4096)
 

@@ -84,6 +84,7 @@ func (m *Monitor) observeProbeLocked(in *instance, i int, r *probe.Result, now t
 	ok := r.Status == status.Healthy || r.Status == status.Degraded
 	if ok {
 		a.det.Observe(s.cfg.active[i], now, r.Latency)
+		a.okAt = now
 		a.fails = 0
 		a.oks++
 		a.succeeded = true
@@ -121,6 +122,7 @@ type evidence struct {
 	degraded   bool
 	known      bool   // at least one source has answered
 	definitive bool   // the failure is certain (connection refused by the port)
+	leaving    bool   // drained, then silent: a graceful exit
 	source     string // passive, active:<module>, or combined
 	silence    time.Duration
 }
@@ -138,6 +140,10 @@ func (m *Monitor) gather(in *instance, now time.Duration) evidence {
 			if now-in.registered > spec.Verdict.StartupGrace {
 				ev.failing, ev.source = true, "passive"
 			}
+		case m.passiveSuspect(in, now) && in.beatReason == wire.ReasonDraining:
+			// It said it was leaving, then went quiet: a graceful exit,
+			// not a failure.
+			ev.leaving, ev.degraded, ev.source, ev.known = true, true, "passive", true
 		case m.passiveSuspect(in, now):
 			ev.failing, ev.source, ev.known = true, "passive", true
 		case in.beatStatus == status.Unhealthy && in.beatReason != wire.ReasonDraining:
@@ -150,11 +156,15 @@ func (m *Monitor) gather(in *instance, now time.Duration) evidence {
 	}
 	for i := range in.active {
 		a := &in.active[i]
-		if a.lastAt > lastOK && a.fails == 0 {
-			lastOK = a.lastAt
+		// Silence counts from the latest success, not from the latest
+		// probe: a failing instance's silence must grow while it fails, or
+		// the overwhelm rule (protection.go) cannot tell a dead instance
+		// from the slow crowd.
+		if a.okAt > lastOK {
+			lastOK = a.okAt
 		}
-		if a.last == nil {
-			continue
+		if a.last == nil || (!a.succeeded && a.fails > 0 && a.fails <= spec.Verdict.Retries) {
+			continue // no verdict from this probe yet: a first failure is being retried
 		}
 		ev.known = true
 		switch {
@@ -248,6 +258,10 @@ func (m *Monitor) judgeLocked(in *instance, now time.Duration) {
 			}
 			next = min(next, now+f-ev.silence)
 		}
+	case ev.leaving && in.static == nil:
+		m.transitionLocked(in, Left, "passive", "left: drained, then stopped beating", now)
+		m.deleteInstanceLocked(in)
+		return
 	case !ev.known:
 		// Nothing heard yet: stay unknown; the grace ends a wait.
 		if in.state == Unknown {

@@ -333,3 +333,52 @@ func TestRetentionPrunes(t *testing.T) {
 		}
 	})
 }
+
+// A graceful exit: an instance that says it is draining and then stops
+// beating leaves (if it registered by its beats) or stays degraded (if
+// declared), and is never suspected.
+func TestDrainThenSilenceIsALeave(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		svc := passiveService("api", 1)
+		svc.RegisterByBeats = true
+		h := start(t, Options{}, svc)
+		defer h.stop()
+		h.beatLoop("api", time.Second, 10*time.Second, func(string, time.Duration) bool { return true }, []string{"i0", "pod-1"})
+		for range 3 {
+			h.beatStatus("api", "i0", status.Unhealthy, wire.ReasonDraining)
+			h.beatStatus("api", "pod-1", status.Unhealthy, wire.ReasonDraining)
+			time.Sleep(time.Second)
+		}
+		time.Sleep(30 * time.Second)
+		if got := h.transitions("api", "pod-1"); len(got) != 3 || got[1] != "alive→degraded" || got[2] != "degraded→left" {
+			t.Fatalf("beat-registered instance: %v", got)
+		}
+		if v := h.state("api", "i0"); v.State != Degraded || !contains(v.Reason, "draining") {
+			t.Fatalf("declared instance: %v %q", v.State, v.Reason)
+		}
+		if h.count("suspect") != 0 || h.count("down") != 0 {
+			t.Fatalf("a graceful exit was suspected: %v", h.collect())
+		}
+	})
+}
+
+// A first failed probe that is being retried is no evidence either way:
+// the instance does not turn alive on it.
+func TestFirstFailedProbeIsNotAGoodObservation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		svc := activeService("web", 1)
+		h := start(t, Options{}, svc)
+		defer h.stop()
+		h.net.set(svc.Instances[0].Target, refused)
+		time.Sleep(10 * time.Second)
+		got := h.transitions("web", "i0")
+		for _, tr := range got {
+			if tr == "unknown→alive" {
+				t.Fatalf("a refusing target turned alive: %v", got)
+			}
+		}
+		if len(got) == 0 || got[0] != "unknown→suspect" {
+			t.Fatalf("transitions %v, want unknown→suspect first", got)
+		}
+	})
+}

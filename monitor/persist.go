@@ -186,7 +186,9 @@ func (m *Monitor) restore(ctx context.Context) error {
 			in = m.newInstanceLocked(s, si.Instance, si.Zone, now)
 		}
 		stt, err := ParseState(si.State)
-		if err != nil || stt == Left {
+		if err != nil || stt == Left || in.foreign {
+			// A foreign instance's state is its owner's (cluster mode):
+			// what was mirrored before Run is newer than the snapshot.
 			continue
 		}
 		m.setStateQuietLocked(in, stt, si.Reason, now)

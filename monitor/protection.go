@@ -29,7 +29,10 @@ func (m *Monitor) transitionLocked(in *instance, to State, source, reason string
 	if to != Down {
 		in.okStreak = 0
 	}
-	in.state, in.since, in.reason, in.source = to, now, reason, source
+	if from != to {
+		in.since = now // a new reason alone does not restart the state's clock
+	}
+	in.state, in.reason, in.source = to, reason, source
 	in.dirty = true
 	s.hooks.Transition(from, to, reasonClass(source, reason))
 	ev := Event{Service: s.name, Instance: in.name, Zone: in.zone.name, From: from.String(), To: to.String(), Reason: reason, Source: source}

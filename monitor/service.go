@@ -170,6 +170,7 @@ type activeState struct {
 	oks       int // consecutive successes
 	last      *probe.Result
 	lastAt    time.Duration
+	okAt      time.Duration // the latest successful probe (0: none): silence counts from it
 	retryAt   time.Duration // a retry is scheduled for this instant (0: none)
 	probes    uint64
 	succeeded bool // ever

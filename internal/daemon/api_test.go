@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fb4b1dcc/pulse/api"
+	"github.com/fb4b1dcc/pulse/heartbeat"
 	"github.com/fb4b1dcc/pulse/ingest"
 	"github.com/fb4b1dcc/pulse/status"
 	"github.com/fb4b1dcc/pulse/wire"
@@ -207,4 +208,31 @@ func TestShutdownWithOpenWatch(t *testing.T) {
 		t.Fatalf("shutdown took %v with a watch stream open", took)
 	}
 	<-sse.done
+}
+
+// A sender beating over gRPC holds a stream open; shutdown does not wait
+// for it beyond a moment.
+func TestShutdownWithGRPCBeatStream(t *testing.T) {
+	c := testConfig(t, nil)
+	c.Spec.Services[0].Passive.Tokens = [][]byte{[]byte("grpc-token-0123456789")}
+	r := startDaemon(t, Options{Config: c, InMemory: true})
+	s, err := heartbeat.New(heartbeat.Config{Service: "fleet", Instance: "g1", Transport: wire.GRPC, Target: r.d.GRPCAddr(),
+		Token: "grpc-token-0123456789", Interval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 5*time.Second, "a gRPC beat", func() bool {
+		v, err := r.d.mon.Instance("fleet", "g1")
+		return err == nil && v.Beats > 0
+	})
+	began := time.Now()
+	r.cancel()
+	<-r.done
+	if took := time.Since(began); took > 3*time.Second {
+		t.Fatalf("shutdown took %v with a gRPC beat stream open", took)
+	}
 }

@@ -439,11 +439,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// would otherwise hold the servers' graceful shutdown open.
 	d.mon.CloseWatchers()
 	d.httpSrv.Shutdown(stopCtx)
+	// Beat streams (gRPC senders) never end by themselves: give unary
+	// calls a moment, then close what is left; senders reconnect.
 	grpcStopped := make(chan struct{})
 	go func() { d.grpcSrv.GracefulStop(); close(grpcStopped) }()
 	select {
 	case <-grpcStopped:
-	case <-stopCtx.Done():
+	case <-time.After(time.Second):
 		d.grpcSrv.Stop()
 		<-grpcStopped
 	}

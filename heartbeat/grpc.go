@@ -214,7 +214,7 @@ func (g *grpcTransport) session(ctx context.Context) (answered bool) {
 			srtt, _, _, _ := g.s.rtt.get()
 			req := &pulsev1.BeatRequest{
 				Service: g.s.cfg.Service, Instance: g.s.cfg.Instance, Epoch: g.s.epoch, Seq: b.seq,
-				SentAtNs: int64(g.s.sentAt(now)), Status: pulsev1.HealthStatus(b.status), Reason: uint32(b.reason),
+				SentAtNs: int64(g.s.sentAt(b.first)), Status: pulsev1.HealthStatus(b.status), Reason: uint32(b.reason),
 				IntervalMs: wire.DurMS(b.interval), RttUs: uint32(min(srtt.Microseconds(), 1<<32-1)),
 			}
 			if b.trace.IsValid() {

@@ -154,10 +154,18 @@ func (h *httpTransport) exchange(ctx context.Context, b *outBeat) {
 		first, c2 = context.WithTimeout(ctx, b.timeout/2)
 		defer c2()
 	}
-	res, reused := h.attempt(first, b, 0, release)
+	var used net.Conn
+	res, reused := h.attempt(first, b, 0, release, &used)
 	res.Attempts = 1
 	if res.Err != nil && reused && ctx.Err() == nil {
 		h.s.c.retries.Add(1)
+		// The pooled connection did not answer: close it, so that the
+		// retry cannot be handed the same one (HTTP/2 keeps a connection
+		// whose stream was just cancelled in its pool; only the PING
+		// timeout would retire it).
+		if used != nil {
+			used.Close()
+		}
 		// The retry dials unless another send has already opened a fresh
 		// connection since this one was found dead.
 		retryRelease := h.admitCold(ctx)
@@ -172,7 +180,7 @@ func (h *httpTransport) exchange(ctx context.Context, b *outBeat) {
 			// the only half-open one.
 			h.tr.CloseIdleConnections()
 		}
-		res, _ = h.attempt(ctx, b, 1, retryRelease)
+		res, _ = h.attempt(ctx, b, 1, retryRelease, nil)
 		retryRelease()
 		res.Attempts = 2
 	}
@@ -206,10 +214,11 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("heartbeat: monitor answered %d: %s", e.code, e.msg)
 }
 
-// attempt is one POST. It measures handshake and answer time apart.
+// attempt is one POST. It measures handshake and answer time apart, and
+// stores the connection it used in *used (if used is not nil).
 // A 4xx or 5xx answer reports reused=false: it is the monitor's answer,
 // not a dead connection, and is not retried.
-func (h *httpTransport) attempt(ctx context.Context, b *outBeat, n int, gotConn func()) (res Result, reused bool) {
+func (h *httpTransport) attempt(ctx context.Context, b *outBeat, n int, gotConn func(), used *net.Conn) (res Result, reused bool) {
 	var (
 		mu                  sync.Mutex
 		connStart, tlsStart time.Time
@@ -219,7 +228,7 @@ func (h *httpTransport) attempt(ctx context.Context, b *outBeat, n int, gotConn 
 	srtt, _, _, _ := h.s.rtt.get()
 	body, _ := json.Marshal(wire.BeatJSON{
 		Service: h.s.cfg.Service, Instance: h.s.cfg.Instance, Epoch: h.s.epoch, Seq: b.seq,
-		SentAtNS: int64(h.s.sentAt(h.s.clock.Now())), Status: b.status, Reason: b.reason,
+		SentAtNS: int64(h.s.sentAt(b.first)), Status: b.status, Reason: b.reason,
 		IntervalMS: wire.DurMS(b.interval), RTTMicros: uint32(min(srtt.Microseconds(), 1<<32-1)), Attempt: uint8(n),
 	})
 	trace := &httptrace.ClientTrace{
@@ -238,6 +247,9 @@ func (h *httpTransport) attempt(ctx context.Context, b *outBeat, n int, gotConn 
 			gotConn()
 			mu.Lock()
 			reused = info.Reused
+			if used != nil {
+				*used = info.Conn
+			}
 			mu.Unlock()
 			if !info.Reused {
 				h.s.c.conns.Add(1)

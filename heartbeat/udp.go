@@ -231,10 +231,12 @@ func (u *udpTransport) onAck(ev ackEvent) {
 		u.s.c.staleAcks.Add(1)
 		return
 	}
-	// The ACK echoes the sent-at of the copy that arrived, so this is a
-	// valid sample even for a retransmission.
+	// Copies share the beat's sent-at, so after a retransmission the ACK
+	// cannot say which copy it answers: Karn's rule, no RTT sample then.
 	rtt := u.s.sentAt(ev.at) - a.SentAt
-	u.s.rtt.sample(rtt)
+	if u.sends <= 1 {
+		u.s.rtt.sample(rtt)
+	}
 	u.backoff = 0
 	u.s.applyDirective(a.Directive)
 	u.rtx.Stop()
@@ -253,7 +255,9 @@ func (u *udpTransport) transmit(b *outBeat, attempt int, now time.Time) error {
 	srtt, _, _, _ := u.s.rtt.get()
 	wb := wire.Beat{
 		Attempt: uint8(min(attempt, 255)), Status: b.status, Reason: b.reason, Interval: b.interval,
-		Epoch: u.s.epoch, Seq: b.seq, SentAt: u.s.sentAt(now), RTT: srtt,
+		// Every copy carries the beat's own time (its first transmission),
+		// so the monitor can tell a late retransmission from a late beat.
+		Epoch: u.s.epoch, Seq: b.seq, SentAt: u.s.sentAt(b.first), RTT: srtt,
 		Service: u.s.svc, Instance: u.s.inst, Trace: b.trace,
 	}
 	var err error

@@ -34,16 +34,17 @@ func (m *Monitor) observeBeatLocked(o *ingest.Observation) {
 		gap = now - in.lastBeat
 	}
 	restart := in.beats > 0 && o.Epoch != in.epoch
+	delay := m.beatDelay(in, o, now, restart)
 	if restart {
-		in.passive.Restart(s.cfg.passive, now, o.RTT)
+		in.passive.Restart(s.cfg.passive, now, delay)
 	} else {
-		in.passive.Observe(s.cfg.passive, now, o.RTT)
+		in.passive.Observe(s.cfg.passive, now, delay)
 	}
 	if in.alt != nil {
 		if restart {
-			in.alt.Restart(now, o.RTT)
+			in.alt.Restart(now, delay)
 		} else {
-			in.alt.Observe(now, o.RTT)
+			in.alt.Observe(now, delay)
 		}
 	}
 	in.epoch = o.Epoch
@@ -70,6 +71,31 @@ func (m *Monitor) observeBeatLocked(o *ingest.Observation) {
 		in.okStreak++
 	}
 	m.judgeLocked(in, now)
+}
+
+// clockCreep lets the clock-offset floor rise a little per beat, so it
+// follows a sender clock that runs slower than the monitor's (100 µs per
+// beat: 100 ppm at 1 s beats).
+const clockCreep = 100 * time.Microsecond
+
+// beatDelay estimates how late a beat arrived: its arrival minus its own
+// send time (the sender's clock, constant for every copy of a beat), minus
+// the smallest such difference seen (which absorbs the clock offset and
+// the minimum one-way delay). A retransmitted copy therefore arrives
+// "late", and the detector places the beat's origin where the sender sent
+// it, instead of learning the retransmission delay as jitter. Without a
+// send time it falls back to the RTT the sender reports.
+func (m *Monitor) beatDelay(in *instance, o *ingest.Observation, now time.Duration, restart bool) time.Duration {
+	if o.SentAt <= 0 {
+		return o.RTT
+	}
+	off := now - o.SentAt
+	if restart || in.beats == 0 || !in.clockSet {
+		in.clockOff, in.clockSet = off, true
+	} else {
+		in.clockOff = min(in.clockOff+clockCreep, off)
+	}
+	return off - in.clockOff
 }
 
 // observeProbeLocked records one probe result of module index i.

@@ -135,6 +135,8 @@ type instance struct {
 	beats      uint64
 	epoch      uint64
 	rtt        time.Duration // sender-reported
+	clockOff   time.Duration // floor of arrival − sender's send time (see beatDelay)
+	clockSet   bool
 	beatStatus status.Status
 	beatReason wire.Reason
 	transport  wire.Transport

@@ -78,9 +78,11 @@ func (h *traceHandler) WithGroup(name string) slog.Handler {
 // identical warning-or-worse records through and counts the rest until the
 // window passes; the next one then carries repeated=N. Identity is the
 // level, message and the identifying attributes (service, instance, check,
-// module, error_class, peer_addr), so a dead fleet of many instances still
-// logs each instance once per window, and a single dead instance probed
-// every second logs once a minute instead of sixty times.
+// module, error_class, peer_addr, zone, and a transition's from and to, so
+// an instance's suspect line never hides its down line), so a dead fleet
+// of many instances still logs each instance once per window, and a single
+// dead instance probed every second logs once a minute instead of sixty
+// times.
 type RepeatLimiter struct {
 	next   slog.Handler
 	window time.Duration
@@ -108,7 +110,8 @@ func (h *RepeatLimiter) Enabled(ctx context.Context, l slog.Level) bool {
 	return h.next.Enabled(ctx, l)
 }
 
-var identity = map[string]bool{"service": true, "instance": true, "check": true, "module": true, "error_class": true, "peer_addr": true, "zone": true}
+var identity = map[string]bool{"service": true, "instance": true, "check": true, "module": true, "error_class": true, "peer_addr": true, "zone": true,
+	"from": true, "to": true}
 
 func (h *RepeatLimiter) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level < slog.LevelWarn {

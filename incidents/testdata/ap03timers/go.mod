@@ -1,0 +1,3 @@
+module example.com/ap03timers
+
+go 1.22

@@ -27,6 +27,8 @@ type Config struct {
 	TraceURL  string
 	TLS       *TLS
 	Telemetry Telemetry
+	// Cluster is nil unless the file has a cluster section.
+	Cluster *ClusterConfig
 
 	// Spec is what the monitor applies.
 	Spec monitor.Spec
@@ -188,6 +190,8 @@ func build(f *File, p *problems) *Config {
 			p.add(fmt.Sprintf("anchors[%d]", i), "%q is not host:port or scheme://host:port", a)
 		}
 	}
+
+	c.Cluster = buildCluster(f.Cluster, p)
 
 	modules := buildModules(f, preset, p)
 	seen := map[string]int{}

@@ -122,6 +122,37 @@ type File struct {
 	Defaults  Policy            `yaml:"defaults,omitempty"`
 	Modules   map[string]Module `yaml:"modules,omitempty"`
 	Services  []Service         `yaml:"services,omitempty"`
+	Cluster   *Cluster          `yaml:"cluster,omitempty"`
+}
+
+// Cluster runs the node as one of several coordinated through etcd
+// (docs/cluster.md). It is node-local: `pulse serve` flags override it,
+// and a configuration pushed to etcd does not change it.
+type Cluster struct {
+	Endpoints []string `yaml:"endpoints,omitempty"` // etcd client URLs
+	NodeID    string   `yaml:"node_id,omitempty"`   // unique and stable per node
+	Zone      string   `yaml:"zone,omitempty"`      // the node's failure domain
+	// Advertise is the gRPC host:port peers dial (default: listen.grpc,
+	// which must then not be a wildcard).
+	Advertise string   `yaml:"advertise,omitempty"`
+	LeaseTTL  Duration `yaml:"lease_ttl,omitempty"` // default 10s
+	// ConfirmQuorum: vantage points in other zones that must see a probed
+	// instance fail before it is declared down (default 1).
+	ConfirmQuorum int     `yaml:"confirm_quorum,omitempty"`
+	Token         *Secret `yaml:"token,omitempty"` // authenticates nodes to each other
+	// PeerCAFile verifies peers' certificates when the listeners use TLS
+	// (default: the system roots).
+	PeerCAFile string   `yaml:"peer_ca_file,omitempty"`
+	Etcd       EtcdAuth `yaml:"etcd,omitempty"`
+}
+
+// EtcdAuth reaches a secured etcd.
+type EtcdAuth struct {
+	CAFile   string  `yaml:"ca_file,omitempty"`
+	CertFile string  `yaml:"cert_file,omitempty"`
+	KeyFile  string  `yaml:"key_file,omitempty"`
+	Username string  `yaml:"username,omitempty"`
+	Password *Secret `yaml:"password,omitempty"`
 }
 
 // Listen holds listener addresses.

@@ -187,6 +187,12 @@ func (h *Health) Subscribe() (<-chan *Snapshot, func()) {
 func (h *Health) publishLocked() {
 	h.seq++
 	s := build(h.seq, slices.Clone(h.states), h.draining, h.opts.DegradedIsReady)
+	if !s.Live {
+		s.liveBody = endpoint{h, false}.text(s, nil, false)
+	}
+	if !s.Ready {
+		s.readyBody = endpoint{h, true}.text(s, nil, false)
+	}
 	h.snap.Store(s)
 	for ch := range h.watchers {
 		// Newest wins: drop an unread snapshot instead of blocking. Only

@@ -71,8 +71,12 @@ func (e endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Write(h.okBody)
 			return
 		}
+		body := s.liveBody
+		if e.ready {
+			body = s.readyBody
+		}
 		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write(e.text(s, nil, false))
+		w.Write(body)
 		return
 	}
 	e.detailed(w, r, s)

@@ -17,6 +17,11 @@ type Snapshot struct {
 	Checks   []CheckState  // sorted by name
 
 	groups map[string]bool // gRPC service name → serving
+
+	// The plain 503 bodies of /livez and /readyz, rendered once when the
+	// snapshot is published so that a failing probe allocates nothing per
+	// request (AP-02: the unready answer is the one served under stress).
+	liveBody, readyBody []byte
 }
 
 // CheckState is the latest known state of one check.

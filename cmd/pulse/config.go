@@ -38,5 +38,6 @@ func newConfigCmd() *cobra.Command {
 			return nil
 		},
 	})
+	cmd.AddCommand(newConfigPushCmd())
 	return cmd
 }

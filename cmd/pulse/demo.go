@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"time"
 
@@ -14,6 +15,7 @@ func newDemoCmd() *cobra.Command {
 		f        serveFlags
 		duration time.Duration
 		cycle    time.Duration
+		nodes    int
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -27,9 +29,18 @@ regional partition that triggers protection, and a hot reload of the beat
 interval. The summary prints as it happens; at the end (--duration, default
 until Ctrl-C) a scorecard says whether any healthy instance was declared
 down and how fast the crashes were detected. Exit status 1 if the scorecard
-shows a false down or an undetected crash.`,
+shows a false down or an undetected crash.
+
+With --cluster N the fleet is judged by N nodes coordinated through an
+embedded etcd (docs/cluster.md), the API and dashboard are node-1's (the
+whole fleet, mirrored), the hot reload is a push to etcd, and the last
+node crashes a third into the run: its instances move to the survivors
+when its lease expires, without a false down.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if nodes != 0 && (nodes < 2 || nodes > 9) {
+				return &exitError{code: 2, msg: fmt.Sprintf("--cluster %d: give 2 to 9 nodes", nodes)}
+			}
 			c, err := f.loadConfig()
 			if err != nil {
 				return err
@@ -39,12 +50,12 @@ shows a false down or an undetected crash.`,
 				return err
 			}
 			card, err := demo.Run(cmd.Context(), demo.Options{HTTPAddr: f.httpAddr, GRPCAddr: f.grpcAddr, UDPAddr: f.udpAddr,
-				DataDir: f.dataDir, Duration: duration, Cycle: cycle, Out: cmd.OutOrStdout(), Logger: log})
+				DataDir: f.dataDir, Duration: duration, Cycle: cycle, Out: cmd.OutOrStdout(), Logger: log, Cluster: nodes})
 			if err != nil {
 				return err
 			}
 			if !card.OK() {
-				return &exitError{code: 1, msg: "the scorecard shows a false down or an undetected crash"}
+				return &exitError{code: 1, msg: "the scorecard shows a false down, an undetected crash or a failed takeover"}
 			}
 			return nil
 		},
@@ -52,6 +63,7 @@ shows a false down or an undetected crash.`,
 	f.register(cmd, "")
 	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long and print the scorecard (default: until Ctrl-C)")
 	cmd.Flags().DurationVar(&cycle, "cycle", 0, "length of one pass of the fault script (default 150s, or --duration if shorter)")
+	cmd.Flags().IntVar(&nodes, "cluster", 0, "run N monitor nodes (2-9) on an embedded etcd and kill one mid-run")
 	cmd.Flags().MarkHidden("config")
 	cmd.Flags().MarkHidden("drain")
 	cmd.Flags().MarkHidden("memory")

@@ -82,7 +82,10 @@ func (f *serveFlags) daemonOptions(c *config.Config, log *slog.Logger, out io.Wr
 }
 
 func newServeCmd() *cobra.Command {
-	var f serveFlags
+	var (
+		f  serveFlags
+		cf clusterFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the monitor: ingest beats, probe targets, judge, serve the API and dashboard",
@@ -99,7 +102,9 @@ and stop cleanly; SIGHUP reloads the configuration.`,
 			if err != nil {
 				return err
 			}
-			d, err := daemon.New(f.daemonOptions(c, log, cmd.OutOrStdout()))
+			opts := f.daemonOptions(c, log, cmd.OutOrStdout())
+			opts.Cluster = cf.options()
+			d, err := daemon.New(opts)
 			if err != nil {
 				return err
 			}
@@ -107,5 +112,6 @@ and stop cleanly; SIGHUP reloads the configuration.`,
 		},
 	}
 	f.register(cmd, "")
+	cf.register(cmd)
 	return cmd
 }

@@ -47,6 +47,8 @@ var allowed = map[string][]string{
 	"heartbeat/beatmetrics": {"heartbeat", "wire", "status"},
 	"config":                {"monitor", "condition", "status", "probe", "detector", "ingest", "wire"},
 	"api":                   {"monitor", "status", "proto/...", "store", "ingest", "health"},
+	"cluster":               {"monitor", "store", "config", "probe", "ingest", "wire", "status", "clock", "proto/...", "internal/backoff"},
+	"cluster/...":           {},
 	"proto/...":             {},
 	"web":                   {},
 	"internal/daemon":       {"*"},

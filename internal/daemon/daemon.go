@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/fb4b1dcc/pulse/api"
+	"github.com/fb4b1dcc/pulse/cluster"
 	"github.com/fb4b1dcc/pulse/config"
 	"github.com/fb4b1dcc/pulse/health"
 	"github.com/fb4b1dcc/pulse/health/healthgrpc"
@@ -65,6 +66,9 @@ type Options struct {
 	// Extra mounts additional handlers on the HTTP server (the demo's
 	// pages); keys are patterns.
 	Extra map[string]http.Handler
+	// Cluster runs the daemon as a node of a cluster (cluster.go); nil
+	// uses the configuration's cluster section, if any.
+	Cluster *ClusterOptions
 }
 
 // Daemon is a running pulse monitor.
@@ -79,6 +83,8 @@ type Daemon struct {
 	api    *api.API
 	reg    *prometheus.Registry
 	watch  *config.Watcher
+	// cluster is nil outside cluster mode (cluster.go).
+	cluster *cluster.Node
 
 	metrics       *metrics.Metrics
 	traceShutdown func(context.Context) error
@@ -150,7 +156,11 @@ func New(opts Options) (_ *Daemon, err error) {
 		opts.TracerProvider = tp
 	}
 	d.metrics = metrics.New()
-	d.mon, err = monitor.New(monitor.Options{Store: d.st, Logger: d.log, TracerProvider: tp, Hooks: d.metrics})
+	clusterHooks, err := d.newCluster(cfg, tp)
+	if err != nil {
+		return nil, err
+	}
+	d.mon, err = monitor.New(monitor.Options{Store: d.st, Logger: d.log, TracerProvider: tp, Hooks: d.metrics, Cluster: clusterHooks})
 	if err != nil {
 		return nil, err
 	}
@@ -232,8 +242,11 @@ func New(opts Options) (_ *Daemon, err error) {
 	if d.grpcLn, err = net.Listen("tcp", grpcAddr); err != nil {
 		return nil, fmt.Errorf("gRPC listener on %s: %w (pick another with --grpc-addr)", grpcAddr, err)
 	}
+	if err := d.attachCluster(); err != nil {
+		return nil, err
+	}
 	if opts.ConfigPath != "" {
-		d.watch = config.NewWatcher(opts.ConfigPath, cfg, d.applyConfig, d.log)
+		d.watch = config.NewWatcher(opts.ConfigPath, cfg, d.reloadConfig, d.log)
 	}
 	return d, nil
 }
@@ -381,6 +394,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopMon()
 	recvCtx, stopRecv := context.WithCancel(runCtx)
 	defer stopRecv()
+	stopCluster := d.startCluster(ctx, goRun)
 	goRun("monitor", func() error { return d.mon.Run(monCtx) })
 	goRun("ingest", func() error { return d.recv.Run(recvCtx) })
 	goRun("health", func() error { return d.health.Run(runCtx) })
@@ -451,6 +465,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	stopRecv()
 	stopMon() // flushes events and snapshots to the store
+	stopCluster(context.Cause(ctx))
 	cancelRun()
 	<-healthDone
 	wg.Wait()

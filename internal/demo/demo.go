@@ -32,6 +32,9 @@ type Options struct {
 	// PerZone sizes the fleet: passive instances per service and zone, and
 	// HTTP targets per zone (defaults 34 and 10: about 300 instances).
 	PerZonePassive, PerZoneHTTP int
+	// Cluster runs that many nodes on an embedded etcd instead of one
+	// monitor, and kills one mid-run (0: a single monitor).
+	Cluster int
 }
 
 // Scorecard is what a run proved.
@@ -44,11 +47,17 @@ type Scorecard struct {
 	DegradedSeen   int
 	DegradedWanted int
 	Protections    int
+	// Cluster runs: the node killed and how long its peers took to own
+	// its instances (0: not yet).
+	Killed   string
+	Takeover time.Duration
 }
 
 // OK reports whether the run met pulse's claims: no false down, every crash
-// detected.
-func (s *Scorecard) OK() bool { return len(s.FalseDowns) == 0 && len(s.Detected) == len(s.Crashed) }
+// detected, and (in a cluster) the killed node's instances taken over.
+func (s *Scorecard) OK() bool {
+	return len(s.FalseDowns) == 0 && len(s.Detected) == len(s.Crashed) && (s.Killed == "" || s.Takeover > 0)
+}
 
 // Run starts the monitor and the fleet, plays the fault script until ctx
 // ends or Duration passes, prints a live summary, and returns the
@@ -94,28 +103,44 @@ func Run(ctx context.Context, opts Options) (*Scorecard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: generated config: %w", err)
 	}
-	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: cfgPath, HTTPAddr: opts.HTTPAddr, GRPCAddr: opts.GRPCAddr,
-		UDPAddr: opts.UDPAddr, DataDir: dataDir, Logger: opts.Logger, Out: opts.Out})
-	if err != nil {
-		return nil, err
+	var (
+		d  *daemon.Daemon
+		cl *clusterRun
+	)
+	upstream := func(int) string { return d.UDPAddr() }
+	if opts.Cluster > 0 {
+		if cl, err = startCluster(opts, cfg, dataDir, tmp); err != nil {
+			return nil, err
+		}
+		defer cl.close()
+		d, upstream = cl.nodes[0].d, cl.upstream
+	} else {
+		d, err = daemon.New(daemon.Options{Config: cfg, ConfigPath: cfgPath, HTTPAddr: opts.HTTPAddr, GRPCAddr: opts.GRPCAddr,
+			UDPAddr: opts.UDPAddr, DataDir: dataDir, Logger: opts.Logger, Out: opts.Out})
+		if err != nil {
+			return nil, err
+		}
+		dctx, stopDaemon := context.WithCancel(context.Background())
+		dDone := make(chan error, 1)
+		go func() { dDone <- d.Run(dctx) }()
+		<-d.Ready()
+		defer func() {
+			stopDaemon()
+			<-dDone
+		}()
 	}
-	dctx, stopDaemon := context.WithCancel(context.Background())
-	dDone := make(chan error, 1)
-	go func() { dDone <- d.Run(dctx) }()
-	<-d.Ready()
-	defer func() {
-		stopDaemon()
-		<-dDone
-	}()
 	fmt.Fprintf(opts.Out, "dashboard: http://%s/   API: http://%s/api/v1/services   (pulse status --addr http://%s)\n",
 		d.HTTPAddr(), d.HTTPAddr(), d.HTTPAddr())
+	if cl != nil {
+		cl.describe(opts.Out)
+	}
 	fmt.Fprintf(opts.Out, "fleet: checkout and search (%d instances each, UDP beats through fault relays), payments (%d HTTP targets probed every 1s), zones a b c\n",
 		3*opts.PerZonePassive, 3*opts.PerZoneHTTP)
-	if err := f.start(d.UDPAddr()); err != nil {
+	if err := f.start(upstream); err != nil {
 		return nil, err
 	}
 
-	run := &runner{opts: opts, d: d, f: f, cfgPath: cfgPath, started: time.Now(),
+	run := &runner{opts: opts, d: d, cl: cl, f: f, cfgPath: cfgPath, started: time.Now(),
 		card: &Scorecard{Detected: map[string]time.Duration{}}, crashAt: map[string]time.Time{}}
 	return run.play(ctx)
 }
@@ -131,6 +156,9 @@ func writeFile(path, body string) error {
 type runner struct {
 	opts    Options
 	d       *daemon.Daemon
+	cl      *clusterRun    // nil for a single monitor
+	bg      sync.WaitGroup // goroutines the script started
+	quit    chan struct{}  // closed when the run ends: they stop
 	f       *fleet
 	cfgPath string
 	started time.Time
@@ -207,12 +235,31 @@ func (r *runner) script() []step {
 				if cycle%2 == 1 {
 					iv = time.Second
 				}
+				if r.cl != nil {
+					if err := r.cl.push(r.f.config(iv)); err != nil {
+						r.printf("%s  pushing the configuration to etcd failed: %v\n", r.stamp(), err)
+					}
+					return
+				}
 				writeFile(r.cfgPath, r.f.config(iv))
 			}, nil},
 	}
 }
 
+// steps is the script, with the cluster's kill when there is one.
+func (r *runner) steps() []step {
+	s := r.script()
+	if r.cl != nil {
+		for i := range s {
+			s[i].name = strings.Replace(s[i].name, " in pulse.yaml", " (pushed to etcd)", 1)
+		}
+		s = append(s, r.clusterStep())
+	}
+	return s
+}
+
 func (r *runner) play(ctx context.Context) (*Scorecard, error) {
+	r.quit = make(chan struct{})
 	if r.opts.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.opts.Duration)
@@ -234,7 +281,7 @@ func (r *runner) play(ctx context.Context) (*Scorecard, error) {
 	for cycle := 0; ; cycle++ {
 		var todo []timed
 		base := time.Duration(cycle) * r.opts.Cycle
-		for _, s := range r.script() {
+		for _, s := range r.steps() {
 			todo = append(todo, timed{base + time.Duration(s.at*float64(r.opts.Cycle)), s.name, s.do, cycle})
 			if s.undo != nil && s.until > 0 {
 				todo = append(todo, timed{base + time.Duration(s.until*float64(r.opts.Cycle)), "", s.undo, cycle})
@@ -266,6 +313,8 @@ func (r *runner) play(ctx context.Context) (*Scorecard, error) {
 
 func (r *runner) finish(watchDone chan struct{}) (*Scorecard, error) {
 	<-watchDone
+	close(r.quit)
+	r.bg.Wait()
 	r.card.Duration = time.Since(r.started).Round(time.Second)
 	r.printSummary()
 	c := r.card
@@ -285,6 +334,9 @@ func (r *runner) finish(watchDone chan struct{}) (*Scorecard, error) {
 	r.printf("crashes detected: %d of %d (%s)\n", len(c.Detected), len(c.Crashed), strings.Join(times, ", "))
 	r.printf("hung dependency seen as degraded: %d of %d\n", c.DegradedSeen, c.DegradedWanted)
 	r.printf("protection episodes: %d\n", c.Protections)
+	if r.cl != nil {
+		r.printClusterCard()
+	}
 	r.printf("false downs: %d", len(c.FalseDowns))
 	if len(c.FalseDowns) > 0 {
 		r.printf(" (%s)", strings.Join(c.FalseDowns, ", "))

@@ -154,15 +154,16 @@ services:
 }
 
 // start runs the targets, one relay per service and zone in front of the
-// monitor's UDP port, and the senders.
-func (f *fleet) start(udpAddr string) error {
+// UDP port upstream gives for the zone (the monitor's, or a cluster
+// node's), and the senders.
+func (f *fleet) start(upstream func(zone int) string) error {
 	for _, t := range f.targets {
 		t.started = true
 		go func() { defer close(t.served); t.srv.Serve(t.ln) }()
 	}
 	for _, svc := range []string{"checkout", "search"} {
 		for i, z := range zones {
-			r, err := faultnet.New(faultnet.Config{Upstream: udpAddr, Seed: uint64(100 + i)})
+			r, err := faultnet.New(faultnet.Config{Upstream: upstream(i), Seed: uint64(100 + i)})
 			if err != nil {
 				return err
 			}

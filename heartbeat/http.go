@@ -166,6 +166,13 @@ func (h *httpTransport) exchange(ctx context.Context, b *outBeat) {
 		if used != nil {
 			used.Close()
 		}
+		// Cold from now on: beats that start meanwhile wait for the
+		// connection this retry opens instead of each dialling one.
+		h.warm.Lock()
+		if h.gen == gen {
+			h.hadConn = false
+		}
+		h.warm.Unlock()
 		// The retry dials unless another send has already opened a fresh
 		// connection since this one was found dead.
 		retryRelease := h.admitCold(ctx)
@@ -231,8 +238,41 @@ func (h *httpTransport) attempt(ctx context.Context, b *outBeat, n int, gotConn 
 		SentAtNS: int64(h.s.sentAt(b.first)), Status: b.status, Reason: b.reason,
 		IntervalMS: wire.DurMS(b.interval), RTTMicros: uint32(min(srtt.Microseconds(), 1<<32-1)), Attempt: uint8(n),
 	})
+	// An exchange that started warm can still dial (the transport redials
+	// by itself when it finds the pooled connection gone): it then takes
+	// the cold gate too, so beats starting meanwhile wait for its
+	// connection instead of each opening one.
+	var (
+		dialGate func()
+		finished bool // the transport may still dial for its pool after we return
+	)
+	defer func() {
+		mu.Lock()
+		g := dialGate
+		finished = true
+		mu.Unlock()
+		if g != nil {
+			g()
+		}
+	}()
 	trace := &httptrace.ClientTrace{
-		ConnectStart:      func(string, string) { mu.Lock(); connStart = time.Now(); mu.Unlock() },
+		ConnectStart: func(string, string) {
+			h.warm.Lock()
+			h.hadConn = false
+			h.warm.Unlock()
+			mu.Lock()
+			defer mu.Unlock()
+			connStart = time.Now()
+			if finished || dialGate != nil {
+				return
+			}
+			select {
+			case h.cold <- struct{}{}:
+				var once sync.Once
+				dialGate = func() { once.Do(func() { <-h.cold }) }
+			default: // the gate is ours already, or another dial holds it
+			}
+		},
 		ConnectDone:       func(string, string, error) { mu.Lock(); connectDur = time.Since(connStart); mu.Unlock() },
 		TLSHandshakeStart: func() { mu.Lock(); tlsStart = time.Now(); mu.Unlock() },
 		TLSHandshakeDone: func(_ tls.ConnectionState, err error) {
@@ -244,7 +284,9 @@ func (h *httpTransport) attempt(ctx context.Context, b *outBeat, n int, gotConn 
 			}
 		},
 		GotConn: func(info httptrace.GotConnInfo) {
-			gotConn()
+			if info.Reused {
+				gotConn()
+			}
 			mu.Lock()
 			reused = info.Reused
 			if used != nil {
@@ -258,7 +300,21 @@ func (h *httpTransport) attempt(ctx context.Context, b *outBeat, n int, gotConn 
 				h.warm.Unlock()
 			}
 		},
-		WroteRequest:         func(httptrace.WroteRequestInfo) { mu.Lock(); wrote = time.Now(); mu.Unlock() },
+		// A new HTTP/2 connection joins the pool asynchronously after its
+		// handshake; once a request is written on it, it is there, so the
+		// beats waiting to open a connection find it instead of each
+		// dialling (and handshaking) one that HTTP/2 then throws away. Not
+		// later: a monitor slow to answer must not hold other beats.
+		WroteRequest: func(httptrace.WroteRequestInfo) {
+			gotConn()
+			mu.Lock()
+			g := dialGate
+			wrote = time.Now()
+			mu.Unlock()
+			if g != nil {
+				g()
+			}
+		},
 		GotFirstResponseByte: func() { mu.Lock(); firstByte = time.Now(); mu.Unlock() },
 	}
 	rctx := httptrace.WithClientTrace(ctx, trace)

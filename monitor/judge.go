@@ -78,13 +78,16 @@ func (m *Monitor) observeBeatLocked(o *ingest.Observation) {
 // beat: 100 ppm at 1 s beats).
 const clockCreep = 100 * time.Microsecond
 
-// beatDelay estimates how late a beat arrived: its arrival minus its own
-// send time (the sender's clock, constant for every copy of a beat), minus
-// the smallest such difference seen (which absorbs the clock offset and
-// the minimum one-way delay). A retransmitted copy therefore arrives
-// "late", and the detector places the beat's origin where the sender sent
-// it, instead of learning the retransmission delay as jitter. Without a
-// send time it falls back to the RTT the sender reports.
+// beatDelay is the delay the detector is given for a beat: the RTT the
+// sender reports, and for a retransmitted copy also how late the copy
+// arrived, measured against the sender's clock: arrival minus the beat's
+// own send time (constant for every copy of a beat), minus the smallest
+// such difference seen (which absorbs the clock offset and the minimum
+// one-way delay). The detector then places a retransmitted beat's origin
+// where the sender sent it, instead of learning the retransmission wait as
+// interval jitter (AP-13). First transmissions keep the sender's RTT: their
+// arrival spread is the network's, which the detector learns as such
+// (AP-01).
 func (m *Monitor) beatDelay(in *instance, o *ingest.Observation, now time.Duration, restart bool) time.Duration {
 	if o.SentAt <= 0 {
 		return o.RTT
@@ -95,7 +98,10 @@ func (m *Monitor) beatDelay(in *instance, o *ingest.Observation, now time.Durati
 	} else {
 		in.clockOff = min(in.clockOff+clockCreep, off)
 	}
-	return off - in.clockOff
+	if o.Attempt == 0 {
+		return o.RTT
+	}
+	return o.RTT + off - in.clockOff
 }
 
 // observeProbeLocked records one probe result of module index i.

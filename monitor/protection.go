@@ -181,7 +181,11 @@ func (m *Monitor) setProtectionLocked(s *service, g *group, on bool, reason stri
 		s.ejectBackoff = max(s.ejectBackoff, s.cfg.spec.Protection.Backoff)
 		s.lastEject = now
 	}
-	m.hooks.Protection(s.name, g.name, on, reason)
+	zone := g.name
+	if g == &s.all {
+		zone = WholeService
+	}
+	m.hooks.Protection(s.name, zone, on, reason)
 	m.emitLocked(Event{Service: s.name, Zone: g.name, Source: "protection", To: to, Reason: reason}, now)
 	if on {
 		m.later(func() { m.log.Warn("protection on", "service", s.name, "zone", g.name, "reason", reason) })

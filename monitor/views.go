@@ -302,13 +302,17 @@ func (m *Monitor) Counts(fn func(service, zone string, st State, n int)) {
 	}
 }
 
-// ProtectionStatus reports, per service and zone ("" for the service as a
-// whole), whether protection is on.
+// WholeService is the zone name that stands for a service as a whole in
+// ProtectionStatus (instances without a zone are in zone "").
+const WholeService = "*"
+
+// ProtectionStatus reports, per service and zone (WholeService for the
+// service as a whole), whether protection is on.
 func (m *Monitor) ProtectionStatus(fn func(service, zone string, on bool)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range m.order {
-		fn(s.name, "", s.all.protected)
+		fn(s.name, WholeService, s.all.protected)
 		for _, name := range sortedNames(s.zones) {
 			fn(s.name, name, s.zones[name].protected)
 		}

@@ -108,7 +108,6 @@ func (p *dnsProber) Probe(ctx context.Context, target string) (r Result) {
 		r.Status = status.Healthy
 		r.Reason = fmt.Sprintf("%s %s: %s", p.cfg.Type, name, strings.Join(answers, ", "))
 		r.judge(v)
-		return
 	})
 }
 

@@ -86,7 +86,6 @@ func (p *tcpProber) Probe(ctx context.Context, target string) (r Result) {
 		}
 		r.Latency = time.Since(start)
 		judgeReply(ctx, r, p.expect, reply, p.conds, p.clock.Now(), nil)
-		return
 	})
 }
 

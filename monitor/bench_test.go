@@ -93,3 +93,55 @@ func BenchmarkIngestToVerdict(b *testing.B) {
 		b.Fatalf("not every instance alive: %+v", sv.Counts)
 	}
 }
+
+// BenchmarkRegisterByBeats is the first beat of each of 1,000,000 new
+// instances of a register_by_beats service (a fleet starting, or a monitor
+// restarting without history): instance creation, the first verdict and
+// its event. It reports registrations per second and allocations per
+// registration.
+func BenchmarkRegisterByBeats(b *testing.B) {
+	const n = 1_000_000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("inst-%07d", i)
+	}
+	obs := make([]ingest.Observation, 64)
+	b.ReportAllocs()
+	var regs int
+	var took time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		clk := clocktest.NewFake(time.Time{})
+		svc := passiveService("fleet", 0)
+		svc.RegisterByBeats = true
+		m, err := New(Options{Clock: clk})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Apply(&Spec{Services: []ServiceSpec{svc}}); err != nil {
+			b.Fatal(err)
+		}
+		clk.Advance(time.Second)
+		at := clk.Now()
+		b.StartTimer()
+		start := time.Now()
+		for i := 0; i < n; i += len(obs) {
+			k := min(len(obs), n-i)
+			for j := range k {
+				obs[j] = ingest.Observation{Service: "fleet", Instance: names[i+j], Source: ingest.Passive, Transport: wire.UDP,
+					Epoch: 1, Seq: 1, ReceivedAt: at, Status: status.Healthy, Interval: time.Second}
+			}
+			m.ObserveBatch(obs[:k])
+		}
+		took += time.Since(start)
+		regs += n
+		b.StopTimer()
+		sv, _ := m.Service("fleet")
+		if sv.Counts["alive"] != n {
+			b.Fatalf("not every instance alive: %+v", sv.Counts)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(regs)/took.Seconds(), "registrations/s")
+	b.ReportMetric(float64(regs)/float64(b.N), "registrations/op")
+}

@@ -233,10 +233,14 @@ func (m *Monitor) traceAndLog(e Event, ev evidenceRef) {
 			TraceFlags: trace.FlagsSampled, Remote: true})
 		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 	}
-	_, span := m.tracer.Start(ctx, "pulse.verdict", trace.WithTimestamp(e.Time), trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithAttributes(attribute.String("pulse.service", e.Service), attribute.String("pulse.instance", e.Instance),
+	_, span := m.tracer.Start(ctx, "pulse.verdict", trace.WithTimestamp(e.Time), trace.WithSpanKind(trace.SpanKindInternal))
+	// Attributes only for a span that is recorded: a fleet registering a
+	// million instances at once should not build them for a no-op tracer.
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("pulse.service", e.Service), attribute.String("pulse.instance", e.Instance),
 			attribute.String("pulse.zone", e.Zone), attribute.String("pulse.from", e.From), attribute.String("pulse.to", e.To),
-			attribute.String("pulse.reason", e.Reason), attribute.String("pulse.source", e.Source), attribute.Int64("pulse.seq", int64(e.Seq))))
+			attribute.String("pulse.reason", e.Reason), attribute.String("pulse.source", e.Source), attribute.Int64("pulse.seq", int64(e.Seq)))
+	}
 	span.End(trace.WithTimestamp(e.Time))
 	sc := span.SpanContext()
 	traceID, spanID := e.TraceID, ""

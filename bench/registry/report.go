@@ -35,15 +35,20 @@ type Plan struct {
 	RegLimit time.Duration
 }
 
-// FullPlan is the sizes. pulse at 1,000,000 runs at 4 s first
-// (250,000 beats/s); the 1 s run is attempted only if that held.
+// FullPlan is the sizes. pulse at 1,000,000 runs at 10 s first
+// (100,000 beats/s, the rate held at N=100,000), then at 4 s (250,000
+// beats/s), then at 1 s, each only if the slower one held: 1,000,000
+// beats/s is beyond what a receiver that only counts packets reaches on
+// this machine (the UDP ingest comparison), so the slower runs show how
+// far towards it pulse gets.
 func FullPlan() Plan {
 	return Plan{
 		Runs: []Run{
 			{System: "etcd", N: 10_000}, {System: "etcd", N: 50_000, Kill: true}, {System: "etcd", N: 100_000}, {System: "etcd", N: 1_000_000},
 			{System: "pulse-udp", N: 10_000, Interval: time.Second}, {System: "pulse-udp", N: 50_000, Interval: time.Second, Kill: true},
 			{System: "pulse-udp", N: 100_000, Interval: time.Second},
-			{System: "pulse-udp", N: 1_000_000, Interval: 4 * time.Second, Blast: 5},
+			{System: "pulse-udp", N: 1_000_000, Interval: 10 * time.Second, Blast: 5},
+			{System: "pulse-udp", N: 1_000_000, Interval: 4 * time.Second},
 			{System: "pulse-udp", N: 1_000_000, Interval: time.Second},
 			{System: "pulse-grpc", N: 10_000, Interval: time.Second}, {System: "pulse-grpc", N: 50_000, Interval: time.Second},
 			{System: "pulse-grpc", N: 100_000, Interval: time.Second},
@@ -459,7 +464,7 @@ func Render(raw Raw) *result.Section {
 	lines := []struct {
 		sys string
 		iv  time.Duration
-	}{{"etcd", 0}, {"pulse-udp", time.Second}, {"pulse-udp", 4 * time.Second}, {"pulse-grpc", time.Second}}
+	}{{"etcd", 0}, {"pulse-udp", time.Second}, {"pulse-udp", 4 * time.Second}, {"pulse-udp", 10 * time.Second}, {"pulse-grpc", time.Second}}
 	var thr, mem []svg.Series
 	for _, l := range lines {
 		t := series(l.sys, l.iv, func(o *Outcome) float64 { return float64(o.Run.N) }, func(o *Outcome) float64 { return o.Rate })
@@ -579,8 +584,11 @@ func goals(sec *result.Section, os []Outcome, plan Plan) {
 		if p1m.Rate > 0 && !p1m.Held {
 			got += fmt.Sprintf("; %s beats/s judged = %.0f %% of the 1,000,000/s needed", stats.Count(int64(p1m.Rate)), p1m.Rate/1e4)
 		}
-		if p4 := find(os, "pulse-udp", 1_000_000, 4*time.Second); p4 != nil {
-			got += fmt.Sprintf("; at 4 s: held %v (%s; %s beats/s judged of the 250,000/s needed, the generator sent %s/s)", p4.Held, orOK(p4.HeldWhy), stats.Count(int64(p4.Rate)), stats.Count(int64(p4.SentRate)))
+		for _, iv := range []time.Duration{4 * time.Second, 10 * time.Second} {
+			if p := find(os, "pulse-udp", 1_000_000, iv); p != nil && p.Skipped == "" {
+				got += fmt.Sprintf("; at %v: held %v (%s; %s beats/s judged of the %s/s needed, the generator sent %s/s)", iv, p.Held, orOK(p.HeldWhy),
+					stats.Count(int64(p.Rate)), stats.Count(int64(p.Target)), stats.Count(int64(p.SentRate)))
+			}
 		}
 		sec.Goal("1,000,000 instances held at 1 s where etcd cannot hold 100,000", p1m.Held && (etcd100k == nil || !etcd100k.Held), "%s; %s", got, etcdNote)
 	}
@@ -617,8 +625,22 @@ func goals(sec *result.Section, os []Outcome, plan Plan) {
 		if o.BlastRate > 0 {
 			sec.Goal(fmt.Sprintf("≥ 250,000 beats/s judged end to end with %s instances", stats.Count(int64(o.Run.N))), o.BlastRate >= 250_000 && o.Run.N >= 1_000_000,
 				"%s%s", stats.Rate(o.BlastRate), missBy(o.BlastRate, 250_000))
-			sec.Goal(fmt.Sprintf("≤ 512 B per instance (N=%s)", stats.Count(int64(o.Run.N))), o.HeapPer <= 512, "heap %s, RSS %s per instance", stats.Bytes(o.HeapPer), stats.Bytes(o.RSSPer))
 		}
+	}
+	// Memory at the largest size: from a run that held it if there is one.
+	var big *Outcome
+	for i := range os {
+		o := &os[i]
+		if o.Run.System != "pulse-udp" || o.Skipped != "" || o.Registered == 0 {
+			continue
+		}
+		if big == nil || o.Run.N > big.Run.N || o.Run.N == big.Run.N && o.Held && !big.Held {
+			big = o
+		}
+	}
+	if big != nil {
+		sec.Goal(fmt.Sprintf("≤ 512 B per instance (N=%s)", stats.Count(int64(big.Run.N))), big.HeapPer <= 512, "heap %s, RSS %s per instance (run at %v, held: %v)",
+			stats.Bytes(big.HeapPer), stats.Bytes(big.RSSPer), big.Run.Interval, big.Held)
 	}
 }
 

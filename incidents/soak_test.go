@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,9 +30,37 @@ func TestSoak(t *testing.T) {
 	if *soak == 0 {
 		t.Skip("soak test: run with -soak=10m (not part of CI; see docs/incidents.md)")
 	}
-	const zones, perZone = 4, 2500
+	// 10,000 instances in 4 zones, if the descriptor limit allows: each
+	// instance needs two (its sender's socket and its relay session's
+	// upstream socket). Otherwise as many as fit, said out loud.
+	const zones = 4
+	perZone := 2500
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if need := uint64(2*zones*perZone + 4096); lim.Cur < need {
+		want := lim
+		want.Cur, want.Max = need, max(lim.Max, need)
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+			perZone = int((lim.Max - 4096) / (2 * zones))
+			if lim.Cur < lim.Max {
+				lim.Cur = lim.Max
+				if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Logf("ulimit -n is %d (raising it: %v): running %d instances instead of 10,000", lim.Max, err, zones*perZone)
+		}
+	}
+	if perZone < 100 {
+		t.Fatalf("ulimit -n %d leaves room for %d instances per zone; raise it", lim.Max, perZone)
+	}
 	var yaml strings.Builder
-	yaml.WriteString("defaults:\n  protection: {suspect_share: 30%}\nservices:\n  - name: fleet\n    passive: {interval: 1s, jitter: 100ms, keys: [{id: 1, secret: {value: %KEY%}}]}\n    instances:\n")
+	// startup_grace covers starting 10,000 senders on a loaded 2-core
+	// machine (a configured instance that never beat within the grace is
+	// rightly down; that is not what this test is about).
+	yaml.WriteString("defaults:\n  protection: {suspect_share: 30%}\n  verdict: {startup_grace: 60s}\nservices:\n  - name: fleet\n    passive: {interval: 1s, jitter: 100ms, keys: [{id: 1, secret: {value: %KEY%}}]}\n    instances:\n")
 	for z := range zones {
 		for i := range perZone {
 			fmt.Fprintf(&yaml, "      - {name: z%d-%04d, zone: z%d}\n", z, i, z)
@@ -49,12 +78,14 @@ func TestSoak(t *testing.T) {
 		relays[z] = r
 	}
 	snd := newSenders(t)
+	started := time.Now()
 	for z := range zones {
 		for i := range perZone {
 			snd.Start(t, heartbeat.Config{Service: "fleet", Instance: fmt.Sprintf("z%d-%04d", z, i), Target: relays[z].Addr(), Interval: time.Second},
 				heartbeat.WithSeed(uint64(z*perZone+i+1)))
 		}
 	}
+	t.Logf("%d senders started in %v", zones*perZone, time.Since(started).Round(time.Millisecond))
 	w := mon.Mon().Watch(mon.Mon().LastSeq())
 	defer w.Close()
 
@@ -115,7 +146,22 @@ func TestSoak(t *testing.T) {
 		time.Sleep(20 * time.Second)
 		relays[cut].SetFaults(none, none)
 		time.Sleep(20 * time.Second)
+		before := len(falseDowns)
 		drain()
+		for _, f := range falseDowns[before:min(len(falseDowns), before+5)] {
+			t.Logf("  false down: %s", f)
+		}
+		for name, at := range crashed {
+			if _, ok := detected[name]; !ok {
+				st, _ := mon.Mon().Instance("fleet", name)
+				t.Logf("  crash of %s %v ago not detected yet: %s (%s)", name, time.Since(at).Round(time.Second), st.State, st.Reason)
+			}
+		}
+		for z, r := range relays {
+			if st := r.Stats(); st.SessionErrors > 0 {
+				t.Fatalf("relay of z%d could not open %d upstream sockets (%s): the test, not the monitor, lost those beats", z, st.SessionErrors, st.LastSessionError)
+			}
+		}
 		gLast, hLast = sample()
 		t.Logf("  goroutines %d (start %d), heap %d MiB (start %d MiB), false downs %d, crashes detected %d/%d",
 			gLast, g0, hLast>>20, h0>>20, len(falseDowns), len(detected), len(crashed))

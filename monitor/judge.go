@@ -352,14 +352,20 @@ func (m *Monitor) confirmLocked(in *instance, ev evidence, now time.Duration) ti
 				m.hooks.EjectionCapped(s.name)
 			}
 			m.protectLocked(in, fmt.Sprintf("ejection cap: %d of %d instances already down (max %.0f%%)", s.downs, s.all.total, p.MaxEjection*100), now)
-			s.ejectBackoff = max(s.ejectBackoff, p.Backoff)
+			if s.all.paceWait == 0 {
+				s.all.startPacing(p, now)
+			}
 			return recheck
 		}
-		if s.ejectBackoff > 0 && now < s.lastEject+s.ejectBackoff {
-			if in.state == Suspect {
-				m.protectLocked(in, fmt.Sprintf("ejections backing off: next allowed in %s", (s.lastEject+s.ejectBackoff-now).Round(time.Millisecond)), now)
+		for _, g := range [2]*group{in.zone, &s.all} {
+			if next := g.pacedUntil(now); next > 0 {
+				what := "the ejection cap or the service's protection"
+				if g != &s.all {
+					what = fmt.Sprintf("protection of zone %s", g.name)
+				}
+				m.protectLocked(in, fmt.Sprintf("ejections paced after %s: next allowed in %s", what, (next-now).Round(time.Millisecond)), now)
+				return next
 			}
-			return s.lastEject + s.ejectBackoff
 		}
 	}
 	if ok, next := m.confirmDownLocked(in, now); !ok {
@@ -373,10 +379,8 @@ func (m *Monitor) confirmLocked(in *instance, ev evidence, now time.Duration) ti
 		reason += "; confirmed by other zones: " + in.confirm.reason
 	}
 	m.transitionLocked(in, Down, ev.source, reason, now)
-	if s.ejectBackoff > 0 {
-		s.lastEject = now
-		s.ejectBackoff = min(2*s.ejectBackoff, p.BackoffMax)
-	}
+	in.zone.released(p, now)
+	s.all.released(p, now)
 	return now + time.Hour
 }
 

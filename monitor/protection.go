@@ -158,16 +158,6 @@ func (m *Monitor) checkProtectionLocked(s *service, now time.Duration) {
 	for _, g := range s.zones {
 		m.checkGroupLocked(s, g, now)
 	}
-	// Ejection back-off resets after a quiet period with nothing capped.
-	if s.ejectBackoff > 0 && s.all.counts[Protected] == 0 && !s.all.protected {
-		if s.quietSince == 0 {
-			s.quietSince = now
-		} else if now-s.quietSince > s.cfg.spec.Protection.BackoffMax {
-			s.ejectBackoff, s.quietSince = 0, 0
-		}
-	} else {
-		s.quietSince = 0
-	}
 }
 
 func (m *Monitor) setProtectionLocked(s *service, g *group, on bool, reason string, now time.Duration) {
@@ -177,9 +167,9 @@ func (m *Monitor) setProtectionLocked(s *service, g *group, on bool, reason stri
 	if on {
 		to = "protection_on"
 	} else {
-		// Ejections resume slowly: the first waits the base back-off.
-		s.ejectBackoff = max(s.ejectBackoff, s.cfg.spec.Protection.Backoff)
-		s.lastEject = now
+		// Downs in the group resume slowly: the first waits the base
+		// back-off.
+		g.startPacing(&s.cfg.spec.Protection, now)
 	}
 	zone := g.name
 	if g == &s.all {

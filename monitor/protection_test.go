@@ -312,3 +312,89 @@ func TestRemovedServiceLeavesQuietly(t *testing.T) {
 		}
 	})
 }
+
+// After a zone's protection episode, downs in that zone are released one
+// by one with a doubling wait (backoff, then 2×backoff, …), and the pacing
+// ends backoff_max after the episode; a crash in another zone meanwhile is
+// judged at the ordinary pace. (The soak found a fleet-wide pacing, never
+// reset while anything was held by it, keeping crashes in healthy zones
+// protected for good under rotating zone faults.)
+func TestPacingAfterZoneProtection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		svc := passiveService("web", 90, "a", "b", "c")
+		h := start(t, Options{}, svc)
+		defer h.stop()
+		inZone := func(z string) []string {
+			var out []string
+			for _, in := range svc.Instances {
+				if in.Zone == z {
+					out = append(out, in.Name)
+				}
+			}
+			return out
+		}
+		a, b := inZone("a"), inZone("b")
+		cut := map[string]bool{}
+		for _, n := range a[:12] { // 40% of zone a
+			cut[n] = true
+		}
+		dead := map[string]bool{a[0]: true, a[1]: true, a[2]: true} // die inside the cut
+		const cutFrom, cutTo, bDies = 30 * time.Second, 60 * time.Second, 75 * time.Second
+		bDead := b[0]
+		go h.beatLoop("web", time.Second, 200*time.Second, func(in string, at time.Duration) bool {
+			switch {
+			case dead[in] && at >= cutFrom, in == bDead && at >= bDies:
+				return false
+			case cut[in] && at >= cutFrom && at < cutTo:
+				return false
+			}
+			return true
+		}, names(svc))
+		time.Sleep(190 * time.Second)
+
+		t0 := time.Now().Add(-190 * time.Second)
+		at := func(e Event) time.Duration { return e.Time.Sub(t0).Round(100 * time.Millisecond) }
+		var off time.Duration
+		var releases []time.Duration
+		bDown := time.Duration(0)
+		for _, e := range h.collect() {
+			switch {
+			case e.To == "protection_on" && e.Zone == "a" && off > 0:
+				t.Fatalf("zone a protected again at %v", at(e))
+			case e.To == "protection_off" && e.Zone == "a":
+				off = at(e)
+			case e.To == "down" && dead[e.Instance]:
+				releases = append(releases, at(e))
+				if !contains(e.Reason, "confirmed after protection") {
+					t.Errorf("%s down with reason %q", e.Instance, e.Reason)
+				}
+			case e.To == "down" && e.Instance == bDead:
+				bDown = at(e)
+			case e.To == "down":
+				t.Fatalf("false down: %s at %v: %s", e.Instance, at(e), e.Reason)
+			}
+		}
+		if off == 0 || len(releases) != 3 {
+			for _, e := range h.collect() {
+				if e.To != "alive" {
+					t.Logf("%v %s %s→%s %s", at(e), e.Instance, e.From, e.To, e.Reason)
+				}
+			}
+			t.Fatalf("protection of zone a off at %v, releases %v; want an episode and 3 downs", off, releases)
+		}
+		t.Logf("zone a protection off at %v; its dead released at %v; zone b's crash (at %v) down at %v", off, releases, bDies, bDown)
+		// Paced: the first after backoff (5s), then gaps of ≥ 10s and ≥ 20s,
+		// all within backoff_max (1m) of the episode's end.
+		if releases[0] < off+5*time.Second || releases[1]-releases[0] < 10*time.Second || releases[2]-releases[1] < 20*time.Second {
+			t.Errorf("releases %v after protection off at %v: want ≥ 5s, then gaps ≥ 10s and ≥ 20s", releases, off)
+		}
+		if releases[2] > off+time.Minute+2*time.Second {
+			t.Errorf("last release %v, more than backoff_max after the episode (%v)", releases[2], off)
+		}
+		// Zone b is not held by zone a's pacing: detection (≈ 3s) +
+		// down_after (2s), nothing more.
+		if bDown == 0 || bDown-bDies > 7*time.Second {
+			t.Errorf("zone b's crash at %v was down at %v: held up by another zone's pacing", bDies, bDown)
+		}
+	})
+}

@@ -84,12 +84,7 @@ type service struct {
 	all     group // the whole service
 	removed bool
 
-	// Ejection back-off: once protection ended or the cap was hit, downs
-	// are spaced by a doubling delay.
-	ejectBackoff time.Duration
-	lastEject    time.Duration
-	quietSince   time.Duration
-	downs        int // instances in Down now
+	downs int // instances in Down now
 }
 
 func newService(name string, hooks ServiceHooks) *service {
@@ -110,6 +105,43 @@ type group struct {
 	// typical silence of the group's suspects, cached per judge tick
 	typicalAt time.Duration
 	typical   time.Duration
+	// Paced release of downs after this group's protection episode (for
+	// the whole service also after the ejection cap was hit): one down per
+	// wait, the wait doubling up to backoff_max; the pacing ends
+	// backoff_max after the episode. Per group, so that one zone's blip
+	// does not hold up verdicts in the others.
+	paceWait  time.Duration // 0: not pacing
+	paceLast  time.Duration // the episode's end or the last down released
+	paceUntil time.Duration
+}
+
+// startPacing begins (or, for a new episode, restarts) the paced release.
+func (g *group) startPacing(p *ProtectionSpec, now time.Duration) {
+	g.paceWait, g.paceLast, g.paceUntil = p.Backoff, now, now+p.BackoffMax
+}
+
+// pacedUntil returns when g next lets a down through, or 0 if it does not
+// hold one back at now.
+func (g *group) pacedUntil(now time.Duration) time.Duration {
+	if g.paceWait == 0 {
+		return 0
+	}
+	if now >= g.paceUntil {
+		g.paceWait = 0 // the episode is over
+		return 0
+	}
+	if next := g.paceLast + g.paceWait; now < next {
+		return next
+	}
+	return 0
+}
+
+// released records a down let through while pacing: the wait doubles.
+func (g *group) released(p *ProtectionSpec, now time.Duration) {
+	if g.paceWait > 0 {
+		g.paceLast = now
+		g.paceWait = min(2*g.paceWait, p.BackoffMax)
+	}
 }
 
 // instance is one monitored instance. Guarded by Monitor.mu. It is sized

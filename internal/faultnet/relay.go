@@ -75,6 +75,11 @@ type DirStats struct {
 type Stats struct {
 	Up, Down DirStats
 	Sessions int
+	// SessionErrors counts clients whose upstream socket could not be
+	// opened (their datagrams are dropped); LastSessionError says why
+	// (typically "too many open files": raise ulimit -n).
+	SessionErrors    uint64
+	LastSessionError string
 }
 
 // Relay is a UDP relay with faults. Each client address gets its own
@@ -86,9 +91,11 @@ type Relay struct {
 	ln       *net.UDPConn
 	up, down direction
 
-	mu       sync.Mutex
-	sessions map[netip.AddrPort]*session
-	closed   bool
+	mu         sync.Mutex
+	sessions   map[netip.AddrPort]*session
+	closed     bool
+	sessErrs   uint64 // under mu
+	lastSesErr error  // under mu
 
 	sched     chan struct{} // wakes the scheduler when an earlier deadline arrives
 	qmu       sync.Mutex
@@ -196,9 +203,13 @@ func (r *Relay) SetFaults(up, down Faults) error {
 // Stats returns the counters.
 func (r *Relay) Stats() Stats {
 	r.mu.Lock()
-	n := len(r.sessions)
+	n, errs, last := len(r.sessions), r.sessErrs, r.lastSesErr
 	r.mu.Unlock()
-	return Stats{Up: r.up.snapshot(), Down: r.down.snapshot(), Sessions: n}
+	st := Stats{Up: r.up.snapshot(), Down: r.down.snapshot(), Sessions: n, SessionErrors: errs}
+	if last != nil {
+		st.LastSessionError = last.Error()
+	}
+	return st
 }
 
 func (d *direction) snapshot() DirStats {
@@ -307,6 +318,10 @@ func (r *Relay) session(from netip.AddrPort) *session {
 	}
 	conn, err := net.DialUDP("udp", nil, r.upstream)
 	if err != nil {
+		// Counted, not silent: a test that ran out of descriptors must
+		// say so instead of reporting the lost beats as a verdict.
+		r.sessErrs++
+		r.lastSesErr = err
 		return nil
 	}
 	_ = conn.SetReadBuffer(1 << 20)

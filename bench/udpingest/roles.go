@@ -36,6 +36,9 @@ const (
 // default on this machine: min(GOMAXPROCS, 4)); Batch the read batch.
 const Batch = 256
 
+// EchoLen is the reply size of the raw-echo receiver: a signed ACK's.
+const EchoLen = 64
+
 type recvCmd struct {
 	Mode string `json:"mode,omitempty"` // raw, readfrom, ingest: bind and start
 	Mark bool   `json:"mark,omitempty"` // reset counters
@@ -118,6 +121,42 @@ func RecvMain(ctx context.Context, c *child.Conn) (any, error) {
 							k, err := pc.ReadBatch(msgs, 0)
 							if err != nil {
 								return
+							}
+							cnt.add(k)
+						}
+					}()
+				}
+				stop = func() { ln.Close(); wg.Wait() }
+			case "raw-echo":
+				// The physical limit for an acknowledged protocol: read a
+				// batch, write one ACK-sized reply per datagram back to its
+				// sender with one sendmmsg, nothing else.
+				for range readers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						pc := ipv4.NewPacketConn(ln)
+						msgs := make([]ipv4.Message, Batch)
+						replies := make([]ipv4.Message, Batch)
+						reply := make([]byte, EchoLen)
+						for i := range msgs {
+							msgs[i].Buffers = [][]byte{make([]byte, 2048)}
+							replies[i].Buffers = [][]byte{reply}
+						}
+						for {
+							k, err := pc.ReadBatch(msgs, 0)
+							if err != nil {
+								return
+							}
+							for i := range k {
+								replies[i].Addr = msgs[i].Addr
+							}
+							for sent := 0; sent < k; {
+								m, err := pc.WriteBatch(replies[sent:k], 0)
+								if err != nil {
+									break // a full buffer: the reply is lost, as an ACK would be
+								}
+								sent += m
 							}
 							cnt.add(k)
 						}

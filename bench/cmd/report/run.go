@@ -79,6 +79,9 @@ type saved struct {
 	Mode    string
 	Command string
 	Took    time.Duration
+	// Partial, for a run that re-measured some comparisons and took the
+	// others from an earlier run's figures, says which and from when.
+	Partial string `json:",omitempty"`
 	Raw     map[string]json.RawMessage
 }
 
@@ -218,10 +221,16 @@ func run(args []string) int {
 		cmd += " --only " + *only
 	}
 	took := time.Since(start)
-	if *from != "" && !measured {
-		cmd, took = prev.Command, prev.Took
+	partial := ""
+	switch {
+	case *from != "" && !measured:
+		cmd, took, partial = prev.Command, prev.Took, prev.Partial
+	case *from != "":
+		cmd = fmt.Sprintf("go -C bench run ./cmd/report --only %s --from %s", *only, *from)
+		partial = fmt.Sprintf("%s re-measured on %s (load average %s at the start); the other comparisons are from the %s run of %s (`%s`, %s)",
+			*only, mach.Time.Format("2006-01-02 15:04 UTC"), mach.LoadAvg, prev.Mode, prev.Machine.Time.Format("2006-01-02 15:04 UTC"), prev.Command, prev.Took.Round(time.Second))
 	}
-	out.Command, out.Took = cmd, took
+	out.Command, out.Took, out.Partial = cmd, took, partial
 	savePath := filepath.Join(*logDir, "results.json")
 	if b, err := json.MarshalIndent(out, "", " "); err == nil {
 		if err := os.WriteFile(savePath, b, 0o644); err != nil {
@@ -244,6 +253,9 @@ func run(args []string) int {
 		}
 	}
 	body := render(mach, mode, cmd, took, secs)
+	if partial != "" {
+		body = strings.Replace(body, "\n\nMachine: ", "\n\n"+partial+".\n\nMachine: ", 1)
+	}
 	if err := write(*docs, body, secs); err != nil {
 		fmt.Fprintln(os.Stderr, "writing the report:", err)
 		return 1

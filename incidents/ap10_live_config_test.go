@@ -74,20 +74,8 @@ func (a *apb10Arrivals) seen(in *apbMemInst, _ *wire.Beat, at time.Time, _ bool)
 // window's edge beats in or out).
 func TestAP10StartupSpread(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := parseConfig(t, apb10Config("1s"))
-		mon, err := monitor.New(monitor.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mon.Apply(&cfg.Spec); err != nil {
-			t.Fatal(err)
-		}
-		key, err := wire.NewKey(1, []byte(testKey))
-		if err != nil {
-			t.Fatal(err)
-		}
 		arr := &apb10Arrivals{}
-		mem := &apbMemNet{key: key, dir: mon.Directives, seen: arr.seen}
+		_, key, mem := apb10Setup(t, "1s", arr)
 		senders := make([]*heartbeat.Sender, apb10Senders)
 		for i := range senders {
 			s, err := heartbeat.New(heartbeat.Config{Service: "fleet", Instance: fmt.Sprintf("i-%05d", i), Target: "monitor:7702",
@@ -138,19 +126,8 @@ func TestAP10StartupSpread(t *testing.T) {
 // T + 30.1 s, and from then on its beats are 10 s ± 100 ms apart.
 func TestAP10IntervalChange(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mon, err := monitor.New(monitor.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mon.Apply(&parseConfig(t, apb10Config("30s")).Spec); err != nil {
-			t.Fatal(err)
-		}
-		key, err := wire.NewKey(1, []byte(testKey))
-		if err != nil {
-			t.Fatal(err)
-		}
 		arr := &apb10Arrivals{by: map[string][]time.Time{}}
-		mem := &apbMemNet{key: key, dir: mon.Directives, seen: arr.seen}
+		mon, key, mem := apb10Setup(t, "30s", arr)
 		type adoption struct {
 			mu sync.Mutex
 			at map[string]time.Time
@@ -160,6 +137,7 @@ func TestAP10IntervalChange(t *testing.T) {
 		for i := range senders {
 			inst := fmt.Sprintf("i-%05d", i)
 			var s *heartbeat.Sender
+			var err error
 			s, err = heartbeat.New(heartbeat.Config{Service: "fleet", Instance: inst, Target: "monitor:7702",
 				Key: key, Interval: 30 * time.Second,
 				OnResult: func(r heartbeat.Result) {
@@ -358,20 +336,8 @@ func TestAP10ReloadOverUDP(t *testing.T) {
 func TestAP10Naive(t *testing.T) {
 	t.Run("storm", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			cfg := parseConfig(t, apb10Config("1s"))
-			mon, err := monitor.New(monitor.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := mon.Apply(&cfg.Spec); err != nil {
-				t.Fatal(err)
-			}
-			key, err := wire.NewKey(1, []byte(testKey))
-			if err != nil {
-				t.Fatal(err)
-			}
 			arr := &apb10Arrivals{}
-			mem := &apbMemNet{key: key, dir: mon.Directives, seen: arr.seen}
+			_, key, mem := apb10Setup(t, "1s", arr)
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			t0 := time.Now()
@@ -399,19 +365,8 @@ func TestAP10Naive(t *testing.T) {
 	})
 	t.Run("change", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			mon, err := monitor.New(monitor.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := mon.Apply(&parseConfig(t, apb10Config("30s")).Spec); err != nil {
-				t.Fatal(err)
-			}
-			key, err := wire.NewKey(1, []byte(testKey))
-			if err != nil {
-				t.Fatal(err)
-			}
 			arr := &apb10Arrivals{by: map[string][]time.Time{}}
-			mem := &apbMemNet{key: key, dir: mon.Directives, seen: arr.seen}
+			mon, key, mem := apb10Setup(t, "30s", arr)
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			for i := range apb10Senders {
@@ -449,4 +404,22 @@ func TestAP10Naive(t *testing.T) {
 			}
 		})
 	})
+}
+
+// apb10Setup starts a monitor configured with the given beat interval and
+// an in-memory network to it whose arrivals arr records.
+func apb10Setup(t *testing.T, interval string, arr *apb10Arrivals) (*monitor.Monitor, *wire.Key, *apbMemNet) {
+	t.Helper()
+	mon, err := monitor.New(monitor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Apply(&parseConfig(t, apb10Config(interval)).Spec); err != nil {
+		t.Fatal(err)
+	}
+	key, err := wire.NewKey(1, []byte(testKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mon, key, &apbMemNet{key: key, dir: mon.Directives, seen: arr.seen}
 }

@@ -123,12 +123,12 @@ func TestSoak(t *testing.T) {
 			}
 		}
 	}
+	none := faultnet.Faults{}
 	end := time.Now().Add(*soak)
 	var gLast int
 	var hLast uint64
 	for minute := 0; time.Now().Before(end); minute++ {
 		loss, slow, cut := minute%zones, (minute+1)%zones, (minute+2)%zones
-		none := faultnet.Faults{}
 		for z := range zones {
 			relays[z].SetFaults(none, none)
 		}
@@ -172,7 +172,6 @@ func TestSoak(t *testing.T) {
 	}
 	// Faults off; every crash must be down within the documented bound:
 	// pacing ends backoff_max (5m) after a zone's protection episode.
-	none := faultnet.Faults{}
 	for z := range zones {
 		relays[z].SetFaults(none, none)
 	}
